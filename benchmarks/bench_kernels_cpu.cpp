@@ -1,0 +1,104 @@
+// bench_kernels_cpu.cpp: Google Benchmark of the CPU gemm and conv2d kernels at the CVAE's
+// shapes (batch 100, latent 50), reported as GFLOP/s (FLOPs = 2 * multiply-adds).
+// Kernels only: no autograd, no allocation inside the timed loop, no GPU.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace {
+
+namespace kc = cvae::kernels;
+using kc::Conv2dShape;
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+void set_flops(benchmark::State& state, double flops_per_iter) {
+  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9 * state.iterations(),
+                                                 benchmark::Counter::kIsRate);
+}
+
+// ------------------------------------------------------------------------- conv
+
+enum class Pass { Fprop, Dgrad, Wgrad };
+
+// The five conv layers of the CVAE at batch 100. Transposed convs are given as the
+// forward conv they transpose: their forward is its dgrad, their backward fprop + wgrad.
+Conv2dShape layer(int i) {
+  switch (i) {
+    case 0: return kc::conv2d_shape_valid(100, 1, 28, 28, 32, 3, 3, 2);         // conv1 28->13
+    case 1: return kc::conv2d_shape_valid(100, 32, 13, 13, 64, 3, 3, 2);        // conv2 13->6
+    case 2: return kc::conv_transpose2d_shape_same(100, 32, 7, 7, 64, 3, 3, 2);   // deconv1 7->14
+    case 3: return kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2); // deconv2 14->28
+    default: return kc::conv_transpose2d_shape_same(100, 32, 28, 28, 1, 3, 3, 1); // deconv3 28->28
+  }
+}
+
+void BM_Conv(benchmark::State& state, int layer_index, Pass pass) {
+  const Conv2dShape s = layer(layer_index);
+  const size_t xs = (size_t)s.N * s.C * s.H * s.W, ws = (size_t)s.K * s.C * s.R * s.S;
+  const size_t ys = (size_t)s.N * s.K * s.P * s.Q;
+  auto x = random_floats(xs, 1), w = random_floats(ws, 2), y = random_floats(ys, 3);
+  std::vector<float> work(kc::conv2d_workspace_elems(s));
+  for (auto _ : state) {
+    if (pass == Pass::Fprop) kc::cpu::conv2d_fprop(s, x.data(), w.data(), y.data(), work.data());
+    if (pass == Pass::Dgrad) kc::cpu::conv2d_dgrad(s, y.data(), w.data(), x.data(), work.data());
+    if (pass == Pass::Wgrad) kc::cpu::conv2d_wgrad(s, x.data(), y.data(), w.data(), work.data());
+    benchmark::ClobberMemory();
+  }
+  set_flops(state, 2.0 * s.N * s.K * s.P * s.Q * s.C * s.R * s.S);
+}
+
+BENCHMARK_CAPTURE(BM_Conv, conv1_fwd_fprop, 0, Pass::Fprop)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, conv1_bwd_data_dgrad, 0, Pass::Dgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, conv1_bwd_weight_wgrad, 0, Pass::Wgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, conv2_fwd_fprop, 1, Pass::Fprop)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, conv2_bwd_data_dgrad, 1, Pass::Dgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, conv2_bwd_weight_wgrad, 1, Pass::Wgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv1_fwd_dgrad, 2, Pass::Dgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv1_bwd_data_fprop, 2, Pass::Fprop)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv1_bwd_weight_wgrad, 2, Pass::Wgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv2_fwd_dgrad, 3, Pass::Dgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv2_bwd_data_fprop, 3, Pass::Fprop)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv2_bwd_weight_wgrad, 3, Pass::Wgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv3_fwd_dgrad, 4, Pass::Dgrad)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv3_bwd_data_fprop, 4, Pass::Fprop)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Conv, deconv3_bwd_weight_wgrad, 4, Pass::Wgrad)->UseRealTime();
+
+// ------------------------------------------------------------------------- gemm
+
+// C[M,N] = op(A)[M,K] op(B)[K,N], tightly packed. Dense weights are [out,in] (PyTorch).
+void BM_Gemm(benchmark::State& state, bool ta, bool tb, int M, int N, int K) {
+  auto A = random_floats((size_t)M * K, 4), B = random_floats((size_t)K * N, 5);
+  std::vector<float> C((size_t)M * N);
+  for (auto _ : state) {
+    kc::cpu::gemm<float>(ta, tb, M, N, K, 1.f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.f,
+                         C.data(), N);
+    benchmark::ClobberMemory();
+  }
+  set_flops(state, 2.0 * M * N * K);
+}
+
+// encoder fc 2304 -> 100 (2 * latent): y = x W^T, dx = dy W, dW = dy^T x
+BENCHMARK_CAPTURE(BM_Gemm, enc_fc_fwd_100x2304_x_2304x100, false, true, 100, 100, 2304)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemm, enc_fc_dx_100x100_x_100x2304, false, false, 100, 2304, 100)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemm, enc_fc_dw_100x100T_x_100x2304, true, false, 100, 2304, 100)->UseRealTime();
+// decoder fc 50 -> 1568 (7*7*32)
+BENCHMARK_CAPTURE(BM_Gemm, dec_fc_fwd_100x50_x_50x1568, false, true, 100, 1568, 50)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemm, dec_fc_dx_100x1568_x_1568x50, false, false, 100, 50, 1568)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemm, dec_fc_dw_100x1568T_x_100x50, true, false, 1568, 50, 100)->UseRealTime();
+// roofline-ish reference
+BENCHMARK_CAPTURE(BM_Gemm, square_512, false, false, 512, 512, 512)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,23 @@
+# CvaeOptions.cmake: the project's build options and per-target defaults.
+option(CVAE_BUILD_TESTS "Build the GoogleTest suites" ON)
+option(CVAE_BUILD_BENCHMARKS "Build the Google Benchmark programs" ON)
+option(CVAE_WERROR "Treat compiler warnings as errors (CI turns this on)" OFF)
+option(CVAE_NATIVE "Compile for this machine's CPU (-march=native: AVX2/AVX-512 for the GEMM)" ON)
+set(CVAE_SANITIZE "" CACHE STRING "Sanitizers to build with: '' or 'address,undefined'")
+set(CVAE_CUDA "AUTO" CACHE STRING "Build the CUDA kernels: AUTO (when nvcc is found), ON or OFF")
+set_property(CACHE CVAE_CUDA PROPERTY STRINGS AUTO ON OFF)
+
+# Warnings, optimisation and sanitizer flags shared by every target of ours.
+function(cvae_target_defaults target)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wshadow -Wno-unknown-pragmas>
+    $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${CVAE_WERROR}>>:-Werror>
+    $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${CVAE_NATIVE}>>:-march=native>
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>
+    $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${CVAE_WERROR}>>:--Werror=all-warnings>)
+  if(CVAE_SANITIZE)
+    target_compile_options(${target} PRIVATE
+      $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=${CVAE_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all>)
+    target_link_options(${target} PRIVATE -fsanitize=${CVAE_SANITIZE})
+  endif()
+endfunction()

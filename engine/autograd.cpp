@@ -1,0 +1,107 @@
+// autograd.cpp: grad mode, node bookkeeping and the reverse sweep.
+#include "engine/autograd.h"
+
+#include <atomic>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "engine/dispatch.h"
+#include "kernels/kernels.h"
+
+namespace cvae {
+namespace {
+
+thread_local bool t_grad_enabled = true;
+std::atomic<int64_t> g_live_nodes{0};
+
+// Post-order over the nodes reachable from root: every node after its inputs.
+// Owning pointers: freeing a node may drop the last other reference to an
+// input that is still to be visited.
+std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr<TensorImpl>& root) {
+  std::vector<std::shared_ptr<TensorImpl>> order;
+  std::unordered_set<TensorImpl*> seen{root.get()};
+  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [impl, next] = stack.back();
+    static const std::vector<Tensor> kNone;
+    const std::vector<Tensor>& inputs = impl->grad_fn ? impl->grad_fn->inputs : kNone;
+    if (next < inputs.size()) {
+      const std::shared_ptr<TensorImpl>& child = inputs[next++].impl_ptr();
+      if (child && child->grad_fn && seen.insert(child.get()).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(impl);
+      stack.pop_back();
+    }
+  }
+  return order;
+}
+
+}  // namespace
+
+Node::Node(std::vector<Tensor> in, BackwardFn fn) : inputs(std::move(in)), backward(std::move(fn)) {
+  ++g_live_nodes;
+}
+Node::~Node() { --g_live_nodes; }
+
+bool tracks_grad(const Tensor& t) {
+  return t.defined() && (t.requires_grad() || !t.is_leaf());
+}
+
+int64_t live_nodes() { return g_live_nodes.load(); }
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (tracks_grad(t)) return true;
+  return false;
+}
+
+Tensor attach(Tensor out, std::vector<Tensor> inputs, BackwardFn fn) {
+  if (!needs_grad(inputs)) return out;
+  out.impl()->grad_fn = std::make_shared<Node>(std::move(inputs), std::move(fn));
+  return out;
+}
+
+void accumulate_grad(TensorImpl* t, const Tensor& g) {
+  if (!g.defined()) return;
+  detail::check(g.shape() == t->shape, "backward",
+                "gradient of shape " + shape_str(g.shape()) + " for a tensor of shape " +
+                    shape_str(t->shape));
+  if (!t->grad) {
+    t->grad = g.detach().impl_ptr();  // share; copied on the first += below
+    return;
+  }
+  Tensor acc(t->grad);
+  if (acc.impl()->storage.use_count() > 1) {  // copy-on-write: never add into a shared buffer
+    acc = acc.clone();
+    t->grad = acc.impl_ptr();
+  }
+  detail::dispatch(acc.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cpu::axpy<T>(acc.numel(), T(1), g.data<T>(), acc.data<T>());
+  });
+}
+
+void Tensor::backward() const {
+  if (numel() != 1) throw std::logic_error("backward() needs a scalar, got shape " + shape_str(shape()));
+  if (!tracks_grad(*this)) throw std::logic_error("backward() on a tensor that does not require grad");
+  std::vector<std::shared_ptr<TensorImpl>> order = topological_order(impl_ptr());
+  accumulate_grad(impl(), Tensor::full(shape(), 1.0, dtype()));
+  NoGradGuard no_grad;  // backward closures build no tape of their own
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    std::shared_ptr<TensorImpl> t = std::move(*it);  // released at the end of the iteration
+    std::shared_ptr<Node> node = std::move(t->grad_fn);  // the tape is freed as we go
+    if (!node || !t->grad) continue;
+    std::vector<Tensor> grads = node->backward(Tensor(t->grad));
+    if (grads.size() != node->inputs.size()) throw std::logic_error("backward: gradient count mismatch");
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (tracks_grad(node->inputs[i])) accumulate_grad(node->inputs[i].impl(), grads[i]);
+    t->grad.reset();  // an intermediate's gradient is not kept
+  }
+}
+
+}  // namespace cvae

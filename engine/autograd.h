@@ -1,0 +1,59 @@
+// autograd.h: the define-by-run tape. Each differentiable op that sees an
+// input requiring grad attaches a Node to its result: the inputs plus a
+// closure mapping the output gradient to input gradients. backward() walks
+// the nodes in reverse topological order, accumulates (+=) into parents and
+// frees the nodes it has used. Composite ops need no Node of their own.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace cvae {
+
+// Returns one gradient per input (undefined where not needed).
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+
+struct Node {
+  Node(std::vector<Tensor> in, BackwardFn fn);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  std::vector<Tensor> inputs;
+  BackwardFn backward;
+};
+
+// Nodes alive now: zero after every backward() in a program without leaks.
+int64_t live_nodes();
+
+// Whether ops record the tape on this thread (on by default).
+bool grad_enabled();
+
+// No tape is recorded inside this scope (evaluation, optimizer updates).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Whether gradients flow into t: a leaf that requires grad, or an op result
+// on the tape.
+bool tracks_grad(const Tensor& t);
+
+// True when grad mode is on and any of the inputs requires grad.
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Marks `out` as produced from `inputs` by an op with this backward, when
+// needs_grad(inputs); otherwise returns `out` untouched.
+Tensor attach(Tensor out, std::vector<Tensor> inputs, BackwardFn fn);
+
+// grad(t) += g, taking g's storage when t has no gradient yet.
+void accumulate_grad(TensorImpl* t, const Tensor& g);
+
+}  // namespace cvae

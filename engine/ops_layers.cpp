@@ -1,0 +1,146 @@
+// ops_layers.cpp: conv2d, conv_transpose2d, linear and bias_add. The three
+// convolution kernels (fprop, dgrad, wgrad) serve both conv layers: a
+// transposed conv's forward is a dgrad and its input gradient an fprop.
+#include "engine/autograd.h"
+#include "engine/dispatch.h"
+#include "engine/ops.h"
+#include "kernels/kernels.h"
+
+namespace cvae {
+namespace {
+
+using kernels::Conv2dShape;
+using detail::check;
+using detail::dispatch;
+
+enum class ConvPass { Fprop, Dgrad, Wgrad };
+
+// out = pass(a, b) for the conv problem s; out's shape is given.
+Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Tensor& b,
+                 const Shape& out_shape) {
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor ws = Tensor::empty({static_cast<int64_t>(kernels::conv2d_workspace_elems(s))}, a.dtype());
+  dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* po = out.data<T>();
+    T* pw = ws.data<T>();
+    switch (pass) {
+      case ConvPass::Fprop: kernels::cpu::conv2d_fprop<T>(s, pa, pb, po, pw); break;  // a=x, b=w
+      case ConvPass::Dgrad: kernels::cpu::conv2d_dgrad<T>(s, pa, pb, po, pw); break;  // a=dy, b=w
+      case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw); break;  // a=x, b=dy
+    }
+  });
+  return out;
+}
+
+Shape x_shape(const Conv2dShape& s) { return {s.N, s.C, s.H, s.W}; }
+Shape w_shape(const Conv2dShape& s) { return {s.K, s.C, s.R, s.S}; }
+Shape y_shape(const Conv2dShape& s) { return {s.N, s.K, s.P, s.Q}; }
+
+void check_conv_args(const char* op, const Tensor& x, const Tensor& w, int stride) {
+  detail::check_same_kind(op, {&x, &w});
+  check(x.dim() == 4, op, "input must be [N,C,H,W], got " + shape_str(x.shape()));
+  check(w.dim() == 4, op, "weight must be 4-D, got " + shape_str(w.shape()));
+  check(stride >= 1, op, "stride must be >= 1");
+}
+
+}  // namespace
+
+// y = conv(x, w);  dx = dgrad(dy, w);  dw = wgrad(x, dy)
+Tensor conv2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
+  check_conv_args("conv2d", x, w, stride);
+  check(x.size(1) == w.size(1), "conv2d",
+        "input channels " + std::to_string(x.size(1)) + " != weight " + shape_str(w.shape()));
+  int N = int(x.size(0)), C = int(x.size(1)), H = int(x.size(2)), W = int(x.size(3));
+  int K = int(w.size(0)), R = int(w.size(2)), S = int(w.size(3));
+  check(padding == Padding::Same || (H >= R && W >= S), "conv2d", "input smaller than the kernel");
+  Conv2dShape s = padding == Padding::Valid ? kernels::conv2d_shape_valid(N, C, H, W, K, R, S, stride)
+                                            : kernels::conv2d_shape_same(N, C, H, W, K, R, S, stride);
+  Tensor y = conv_pass(ConvPass::Fprop, s, x, w, y_shape(s));
+  return attach(y, {x, w}, [x, w, s](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Dgrad, s, dy, w, x_shape(s)) : Tensor();
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, x, dy, w_shape(s)) : Tensor();
+    return {dx, dw};
+  });
+}
+
+// The transpose of the conv s whose output has x's shape:
+// y = dgrad(x, w);  dx = fprop(dy, w);  dw = wgrad(dy, x)
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
+  check_conv_args("conv_transpose2d", x, w, stride);
+  check(x.size(1) == w.size(0), "conv_transpose2d",
+        "input channels " + std::to_string(x.size(1)) + " != weight " + shape_str(w.shape()));
+  int N = int(x.size(0)), Cin = int(x.size(1)), H = int(x.size(2)), W = int(x.size(3));
+  int Cout = int(w.size(1)), R = int(w.size(2)), S = int(w.size(3));
+  Conv2dShape s =
+      padding == Padding::Same
+          ? kernels::conv_transpose2d_shape_same(N, Cin, H, W, Cout, R, S, stride)
+          : kernels::conv2d_shape_valid(N, Cout, (H - 1) * stride + R, (W - 1) * stride + S, Cin,
+                                        R, S, stride);
+  Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s));
+  return attach(y, {x, w}, [x, w, s](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Fprop, s, dy, w, y_shape(s)) : Tensor();
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, dy, x, w_shape(s)) : Tensor();
+    return {dx, dw};
+  });
+}
+
+// y[N,out] = x[N,in] w[out,in]^T;  dx = dy w;  dw = dy^T x
+Tensor linear(const Tensor& x, const Tensor& w) {
+  detail::check_same_kind("linear", {&x, &w});
+  check(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "linear",
+        "shapes " + shape_str(x.shape()) + " and " + shape_str(w.shape()) + " do not fit");
+  int N = int(x.size(0)), in = int(x.size(1)), out = int(w.size(0));
+  Tensor y = Tensor::empty({N, out}, x.dtype());
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cpu::gemm<T>(false, true, N, out, in, T(1), x.data<T>(), in, w.data<T>(), in, T(0),
+                          y.data<T>(), out);
+  });
+  return attach(y, {x, w}, [x, w, N, in, out](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx, dw;
+    dispatch(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if (tracks_grad(x)) {
+        dx = Tensor::empty(x.shape(), x.dtype());
+        kernels::cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, w.data<T>(), in,
+                              T(0), dx.data<T>(), in);
+      }
+      if (tracks_grad(w)) {
+        dw = Tensor::empty(w.shape(), w.dtype());
+        kernels::cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in,
+                              T(0), dw.data<T>(), in);
+      }
+    });
+    return {dx, dw};
+  });
+}
+
+// y = x + b[c];  dx = dy;  db[c] = sum over batch and trailing dims of dy
+Tensor bias_add(const Tensor& x, const Tensor& b) {
+  detail::check_same_kind("bias_add", {&x, &b});
+  check(x.dim() >= 2 && b.dim() == 1 && b.size(0) == x.size(1), "bias_add",
+        "bias " + shape_str(b.shape()) + " does not fit input " + shape_str(x.shape()));
+  int N = int(x.size(0)), C = int(x.size(1));
+  int64_t HW = x.numel() / (int64_t(N) * C);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cpu::bias_add_fwd<T>(N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
+  });
+  return attach(y, {x, b}, [b, N, C, HW](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor db;
+    if (tracks_grad(b)) {
+      db = Tensor::empty(b.shape(), b.dtype());
+      dispatch(dy.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        kernels::cpu::bias_add_bwd<T>(N, C, HW, dy.data<T>(), db.data<T>());
+      });
+    }
+    return {dy, db};
+  });
+}
+
+}  // namespace cvae

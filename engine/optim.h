@@ -1,0 +1,58 @@
+// optim.h: Adam and SGD over named parameters. Updates run outside the tape.
+// Adam uses PyTorch's epsilon form, p -= lr * m_hat / (sqrt(v_hat) + eps),
+// with Keras' default eps = 1e-7 (the tutorial's optimizer); pass 1e-8 to
+// match torch.optim.Adam's default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/nn.h"
+
+namespace cvae {
+
+class Optimizer {
+ public:
+  explicit Optimizer(NamedTensors params) : params_(std::move(params)) {}
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;
+  void zero_grad();
+  const NamedTensors& params() const { return params_; }
+
+ protected:
+  NamedTensors params_;
+};
+
+struct AdamOptions {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-7;
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(NamedTensors params, AdamOptions opt = {});
+  void step() override;  // parameters without a gradient are skipped
+  int64_t steps() const { return step_; }
+  void set_steps(int64_t s) { step_ = s; }
+  // First and second moments named "<param>.exp_avg" / "<param>.exp_avg_sq".
+  NamedTensors state() const;
+  const AdamOptions& options() const { return opt_; }
+
+ private:
+  AdamOptions opt_;
+  int64_t step_ = 0;
+  std::vector<Tensor> m_, v_;
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(NamedTensors params, double lr) : Optimizer(std::move(params)), lr_(lr) {}
+  void step() override;
+
+ private:
+  double lr_;
+};
+
+}  // namespace cvae

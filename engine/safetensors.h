@@ -1,0 +1,36 @@
+// safetensors.h: read and write the safetensors format (an 8-byte little-endian
+// header length, a JSON header of {name: {dtype, shape, data_offsets}} plus an
+// optional "__metadata__" string map, then the raw little-endian bytes).
+// Used for checkpoints, exports and the PyTorch test fixtures.
+#pragma once
+
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "engine/nn.h"
+
+namespace cvae {
+
+// A malformed file: the message names the file and the fault.
+class FormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct SafeTensors {
+  NamedTensors tensors;  // in file order; F32 and F64 become CPU tensors of that dtype
+  std::map<std::string, std::string> metadata;
+  const Tensor& at(const std::string& name) const;  // throws FormatError when absent
+};
+
+// Throws FormatError on any fault (bad header length, bad JSON, unknown dtype,
+// offsets outside the file or overlapping, truncation).
+SafeTensors load_safetensors(const std::string& path);
+
+// Writes atomically: a temporary file beside `path`, fsync, rename. A failure
+// leaves what was at `path` untouched.
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace cvae

@@ -1,0 +1,177 @@
+// tensor.cpp: storage, construction, host copies and conversions of Tensor.
+#include "engine/tensor.h"
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "engine/autograd.h"
+
+namespace cvae {
+
+size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 8; }
+const char* dtype_name(DType t) { return t == DType::F32 ? "float32" : "float64"; }
+const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+Storage::Storage(size_t n, Allocator* alloc) : bytes(n), allocator(alloc) {
+  data = allocator->allocate(n);
+}
+Storage::~Storage() { allocator->deallocate(data, bytes); }
+
+namespace {
+
+Allocator* allocator_for(Device d) {
+  if (d != Device::CPU) throw std::runtime_error("CUDA tensors are not available in this build yet");
+  return cpu_allocator();
+}
+
+template <typename Src>
+Tensor from_host(const std::vector<Src>& v, const Shape& shape, DType dtype) {
+  if (static_cast<int64_t>(v.size()) != shape_numel(shape))
+    throw std::invalid_argument("from_vector: " + std::to_string(v.size()) +
+                                " values for shape " + shape_str(shape));
+  Tensor t = Tensor::empty(shape, dtype);
+  if (dtype == DType::F32) {
+    float* p = t.data<float>();
+    for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<float>(v[i]);
+  } else {
+    double* p = t.data<double>();
+    for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<double>(v[i]);
+  }
+  return t;
+}
+
+template <typename Dst>
+std::vector<Dst> to_host(const Tensor& t) {
+  std::vector<Dst> out(static_cast<size_t>(t.numel()));
+  if (t.dtype() == DType::F32) {
+    const float* p = t.data<float>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<Dst>(p[i]);
+  } else {
+    const double* p = t.data<double>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<Dst>(p[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t d : shape)
+    if (d < 0) throw std::invalid_argument("negative dimension in shape " + shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(
+      static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), allocator_for(device));
+  impl->shape = shape;
+  impl->dtype = dtype;
+  impl->device = device;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  std::memset(t.raw(), 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  t.fill_(value);
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<float>& v, const Shape& shape, DType dtype) {
+  return from_host(v, shape, dtype);
+}
+Tensor Tensor::from_vector(const std::vector<double>& v, const Shape& shape, DType dtype) {
+  return from_host(v, shape, dtype);
+}
+
+int64_t Tensor::size(int64_t d) const {
+  int64_t n = dim();
+  if (d < 0) d += n;
+  if (d < 0 || d >= n) throw std::out_of_range("dimension out of range for shape " + shape_str(shape()));
+  return impl_->shape[static_cast<size_t>(d)];
+}
+
+template <typename T>
+T* Tensor::data() const {
+  constexpr DType want = std::is_same_v<T, float> ? DType::F32 : DType::F64;
+  if (dtype() != want)
+    throw std::runtime_error(std::string("tensor is ") + dtype_name(dtype()) + ", accessed as " +
+                             dtype_name(want));
+  return static_cast<T*>(raw());
+}
+template float* Tensor::data<float>() const;
+template double* Tensor::data<double>() const;
+
+std::vector<float> Tensor::to_float_vector() const { return to_host<float>(*this); }
+std::vector<double> Tensor::to_double_vector() const { return to_host<double>(*this); }
+
+double Tensor::item() const {
+  if (numel() != 1) throw std::runtime_error("item() on a tensor of shape " + shape_str(shape()));
+  return dtype() == DType::F32 ? static_cast<double>(*data<float>()) : *data<double>();
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape(), dtype(), device());
+  std::memcpy(t.raw(), raw(), nbytes());
+  return t;
+}
+
+Tensor Tensor::to(DType target) const {
+  if (target == dtype()) return clone();
+  return target == DType::F32 ? from_host(to_double_vector(), shape(), DType::F32)
+                              : from_host(to_double_vector(), shape(), DType::F64);
+}
+
+Tensor Tensor::detach() const {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = impl_->storage;
+  impl->shape = impl_->shape;
+  impl->dtype = impl_->dtype;
+  impl->device = impl_->device;
+  return Tensor(std::move(impl));
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (src.shape() != shape() || src.dtype() != dtype())
+    throw std::invalid_argument("copy_from: " + shape_str(src.shape()) + " " +
+                                dtype_name(src.dtype()) + " into " + shape_str(shape()) + " " +
+                                dtype_name(dtype()));
+  std::memcpy(raw(), src.raw(), nbytes());
+}
+
+void Tensor::fill_(double value) {
+  if (dtype() == DType::F32) {
+    float* p = data<float>();
+    for (int64_t i = 0; i < numel(); ++i) p[i] = static_cast<float>(value);
+  } else {
+    double* p = data<double>();
+    for (int64_t i = 0; i < numel(); ++i) p[i] = value;
+  }
+}
+
+Tensor& Tensor::set_requires_grad(bool on) {
+  if (!is_leaf()) throw std::logic_error("set_requires_grad on a non-leaf tensor");
+  impl_->requires_grad = on;
+  return *this;
+}
+
+void Tensor::zero_grad() { impl_->grad.reset(); }
+
+}  // namespace cvae

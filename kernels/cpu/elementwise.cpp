@@ -1,0 +1,196 @@
+// elementwise.cpp: CPU bias add, activations, arithmetic and the [outer,mid,inner]
+// sum/broadcast of kernels/kernels.h. Plain loops for GCC to vectorize; OpenMP only
+// for large n. Not here: GEMM/conv (gemm.cpp, conv.cpp), losses (loss.cpp).
+// Reductions accumulate in double in a fixed order: bit-identical for any thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace cvae::kernels::cpu {
+namespace {
+
+// Below this many elements a loop stays on one thread.
+constexpr int64_t kParallelMin = int64_t{1} << 16;
+// Columns of the inner extent summed at once by sum_mid (a stack accumulator).
+constexpr int64_t kChunk = 256;
+
+// sum_{i<n} x[i] in double, 8 interleaved partial sums combined in a fixed
+// order (vectorizable, and independent of threads).
+template <typename T>
+double sum_contig(const T* x, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]);
+  for (; i < n; ++i) acc[0] += static_cast<double>(x[i]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+}  // namespace
+
+// y[n,c,hw] = x[n,c,hw] + b[c]
+template <typename T>
+void bias_add_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
+  const int64_t rows = static_cast<int64_t>(N) * C;
+#pragma omp parallel for schedule(static) if (rows * HW >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T bc = b[r % C];
+    const T* xr = x + r * HW;
+    T* yr = y + r * HW;
+    for (int64_t i = 0; i < HW; ++i) yr[i] = xr[i] + bc;
+  }
+}
+
+// db[c] = sum_n sum_hw dy[n,c,hw]   (double accumulator, n outer, hw inner)
+template <typename T>
+void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db) {
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
+  for (int c = 0; c < C; ++c) {
+    double s = 0;
+    for (int n = 0; n < N; ++n) s += sum_contig(dy + (static_cast<int64_t>(n) * C + c) * HW, HW);
+    db[c] = static_cast<T>(s);
+  }
+}
+
+// y = max(x, 0)   (NaN propagates)
+template <typename T>
+void relu_fwd(int64_t n, const T* x, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
+}
+
+// dx = dy * (y > 0)
+template <typename T>
+void relu_bwd(int64_t n, const T* y, const T* dy, T* dx) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+}
+
+// y = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) otherwise (one exp(-|x|))
+template <typename T>
+void sigmoid_fwd(int64_t n, const T* x, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const T xi = x[i];
+    const T e = std::exp(-std::fabs(xi));
+    const T r = T(1) / (T(1) + e);
+    y[i] = xi >= T(0) ? r : e * r;
+  }
+}
+
+// dx = dy * y * (1 - y)
+template <typename T>
+void sigmoid_bwd(int64_t n, const T* y, const T* dy, T* dx) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
+}
+
+// y = exp(x)
+template <typename T>
+void exp_fwd(int64_t n, const T* x, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+
+// y = a + b
+template <typename T>
+void add(int64_t n, const T* a, const T* b, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+// y = a - b
+template <typename T>
+void sub(int64_t n, const T* a, const T* b, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] - b[i];
+}
+
+// y = a * b
+template <typename T>
+void mul(int64_t n, const T* a, const T* b, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+
+// y = alpha * x
+template <typename T>
+void scale(int64_t n, T alpha, const T* x, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i];
+}
+
+// y += alpha * x
+template <typename T>
+void axpy(int64_t n, T alpha, const T* x, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+// y = value
+template <typename T>
+void fill(int64_t n, T value, T* y) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = value;
+}
+
+// y[o,i] = sum_m x[o,m,i]   (double accumulators, m in increasing order per column
+// when inner > 1; 8 interleaved partial sums when inner == 1)
+template <typename T>
+void sum_mid(int64_t outer, int64_t mid, int64_t inner, const T* x, T* y) {
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) if (outer * mid >= kParallelMin)
+    for (int64_t o = 0; o < outer; ++o) y[o] = static_cast<T>(sum_contig(x + o * mid, mid));
+    return;
+  }
+  const int64_t chunks = (inner + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (outer * mid * inner >= kParallelMin)
+  for (int64_t oc = 0; oc < outer * chunks; ++oc) {
+    const int64_t o = oc / chunks;
+    const int64_t i0 = (oc % chunks) * kChunk;
+    const int64_t len = std::min(kChunk, inner - i0);
+    double acc[kChunk];
+    for (int64_t i = 0; i < len; ++i) acc[i] = 0;
+    for (int64_t m = 0; m < mid; ++m) {
+      const T* xr = x + (o * mid + m) * inner + i0;
+      for (int64_t i = 0; i < len; ++i) acc[i] += static_cast<double>(xr[i]);
+    }
+    T* yr = y + o * inner + i0;
+    for (int64_t i = 0; i < len; ++i) yr[i] = static_cast<T>(acc[i]);
+  }
+}
+
+// dx[o,m,i] = alpha * dy[o,i]
+template <typename T>
+void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* dy, T* dx) {
+#pragma omp parallel for schedule(static) if (outer * mid * inner >= kParallelMin)
+  for (int64_t om = 0; om < outer * mid; ++om) {
+    const T* dyr = dy + (om / mid) * inner;
+    T* dxr = dx + om * inner;
+    for (int64_t i = 0; i < inner; ++i) dxr[i] = alpha * dyr[i];
+  }
+}
+
+#define CVAE_INSTANTIATE(T)                                                          \
+  template void bias_add_fwd<T>(int, int, int64_t, const T*, const T*, T*);          \
+  template void bias_add_bwd<T>(int, int, int64_t, const T*, T*);                    \
+  template void relu_fwd<T>(int64_t, const T*, T*);                                  \
+  template void relu_bwd<T>(int64_t, const T*, const T*, T*);                        \
+  template void sigmoid_fwd<T>(int64_t, const T*, T*);                               \
+  template void sigmoid_bwd<T>(int64_t, const T*, const T*, T*);                     \
+  template void exp_fwd<T>(int64_t, const T*, T*);                                   \
+  template void add<T>(int64_t, const T*, const T*, T*);                             \
+  template void sub<T>(int64_t, const T*, const T*, T*);                             \
+  template void mul<T>(int64_t, const T*, const T*, T*);                             \
+  template void scale<T>(int64_t, T, const T*, T*);                                  \
+  template void axpy<T>(int64_t, T, const T*, T*);                                   \
+  template void fill<T>(int64_t, T, T*);                                             \
+  template void sum_mid<T>(int64_t, int64_t, int64_t, const T*, T*);                 \
+  template void broadcast_mid<T>(int64_t, int64_t, int64_t, T, const T*, T*);
+CVAE_INSTANTIATE(float)
+CVAE_INSTANTIATE(double)
+#undef CVAE_INSTANTIATE
+
+}  // namespace cvae::kernels::cpu

@@ -1,0 +1,167 @@
+// kernels.h: the one declaration header for cvae-engine's compute kernels.
+// Pure compute on raw pointers: no tensors, no autograd, no allocation, no I/O.
+// Every CPU kernel is a template instantiated for float (real work) and double
+// (gradient checks). CUDA twins (kernels/cuda/) share names and shape structs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cvae::kernels {
+
+// ---------------------------------------------------------------------------
+// Convolution. One problem-size struct serves the three passes (fprop, dgrad,
+// wgrad) of Conv2d, and ConvTranspose2d is the same three kernels swapped:
+// its forward is a conv dgrad and its input gradient a conv fprop.
+//   x [N,C,H,W]   w [K,C,R,S]   y [N,K,P,Q]
+//   y[n,k,p,q] = sum_{c,r,s} x[n,c,p*stride_h-pad_h+r, q*stride_w-pad_w+s] * w[k,c,r,s]
+// Out-of-range input positions read as zero. Only the top/left padding is
+// stored: the bottom/right padding is whatever P,Q imply (TF puts the odd
+// padding row of `same` at the bottom/right).
+struct Conv2dShape {
+  int N, C, H, W;
+  int K, R, S;
+  int P, Q;
+  int stride_h, stride_w;
+  int pad_h, pad_w;
+};
+
+// TF `valid`: no padding, P = (H - R) / stride + 1.
+Conv2dShape conv2d_shape_valid(int N, int C, int H, int W, int K, int R, int S, int stride);
+// TF `same`: P = ceil(H / stride), total padding max((P-1)*stride + R - H, 0),
+// top = total/2, bottom = the rest.
+Conv2dShape conv2d_shape_same(int N, int C, int H, int W, int K, int R, int S, int stride);
+// TF Conv2DTranspose `same` on an input [N,Cin,H,W] with Cout output channels:
+// the output is [N,Cout,H*stride,W*stride]. Returned is the shape of the
+// forward conv it is the transpose of: input [N,Cout,H*s,W*s] (the transposed
+// conv's output), weight [Cin,Cout,R,S] (PyTorch's ConvTranspose2d layout),
+// output [N,Cin,H,W] (the transposed conv's input), `same` padding.
+Conv2dShape conv_transpose2d_shape_same(int N, int Cin, int H, int W, int Cout, int R, int S,
+                                        int stride);
+
+// Scratch the CPU conv kernels need (im2col columns), in elements of T. The
+// caller allocates it; kernels never allocate.
+size_t conv2d_workspace_elems(const Conv2dShape& s);
+
+// Philox blocks (4 numbers each) that a draw of n numbers consumes.
+inline uint64_t philox_blocks(int64_t n) { return static_cast<uint64_t>((n + 3) / 4); }
+// The CPU conv kernels split the batch into this many contiguous image ranges
+// (min(N, 8)), each with its own columns and, for wgrad, its own partial dw
+// summed in slot order: results never depend on the thread count.
+int conv2d_batch_slots(const Conv2dShape& s);
+
+namespace cpu {
+
+// y = conv(x, w)                      (overwrites y)
+template <typename T>
+void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace);
+// dx = conv^T(dy, w)                  (overwrites dx)
+template <typename T>
+void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* workspace);
+// dw = sum_n x (*) dy                 (overwrites dw)
+template <typename T>
+void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace);
+
+// ---------------------------------------------------------------------------
+// GEMM, row-major: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
+// op(A) = A (lda >= K) or A^T (A stored [K,M], lda >= M); likewise B.
+// beta == 0 means C is not read (it may hold garbage or NaN).
+// Cache-blocked with packed panels; OpenMP over blocks of C (deterministic:
+// each C element is summed by one thread in a fixed order).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+          const T* B, int ldb, T beta, T* C, int ldc);
+
+// ---------------------------------------------------------------------------
+// Bias over channels of an [N,C,HW] tensor (HW = 1 for dense layers).
+// y = x + b[c]                        (y may alias x)
+template <typename T>
+void bias_add_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y);
+// db[c] = sum_{n,hw} dy               (overwrites db)
+template <typename T>
+void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db);
+
+// ---------------------------------------------------------------------------
+// Elementwise, n elements. Outputs may alias inputs.
+template <typename T> void relu_fwd(int64_t n, const T* x, T* y);
+// dx = dy * (y > 0)
+template <typename T> void relu_bwd(int64_t n, const T* y, const T* dy, T* dx);
+template <typename T> void sigmoid_fwd(int64_t n, const T* x, T* y);
+// dx = dy * y * (1 - y)
+template <typename T> void sigmoid_bwd(int64_t n, const T* y, const T* dy, T* dx);
+template <typename T> void exp_fwd(int64_t n, const T* x, T* y);
+template <typename T> void add(int64_t n, const T* a, const T* b, T* y);   // y = a + b
+template <typename T> void sub(int64_t n, const T* a, const T* b, T* y);   // y = a - b
+template <typename T> void mul(int64_t n, const T* a, const T* b, T* y);   // y = a * b
+template <typename T> void scale(int64_t n, T alpha, const T* x, T* y);   // y = alpha * x
+template <typename T> void axpy(int64_t n, T alpha, const T* x, T* y);    // y += alpha * x
+template <typename T> void fill(int64_t n, T value, T* y);
+
+// ---------------------------------------------------------------------------
+// Reductions over a view [outer, mid, inner] of a contiguous tensor: summing
+// over the middle extent. Any set of adjacent axes maps to this form.
+// y[o,i] = sum_m x[o,m,i]             (overwrites y; fixed order: deterministic)
+template <typename T>
+void sum_mid(int64_t outer, int64_t mid, int64_t inner, const T* x, T* y);
+// dx[o,m,i] = dy[o,i] * alpha         (the backward of alpha * sum_mid)
+template <typename T>
+void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* dy, T* dx);
+
+// ---------------------------------------------------------------------------
+// Losses. Row-wise ones work on [N,D] and write one value per row.
+//
+// Sigmoid cross-entropy with logits, elementwise, in the stable form
+//   l = max(x,0) - x*t + log1p(exp(-|x|))
+template <typename T>
+void sigmoid_ce_fwd(int64_t n, const T* logits, const T* targets, T* loss);
+// dlogits = dl * (sigmoid(x) - t);  dtargets = -dl * x   (either may be null)
+template <typename T>
+void sigmoid_ce_bwd(int64_t n, const T* logits, const T* targets, const T* dloss, T* dlogits,
+                    T* dtargets);
+
+// out[i] = sum_j -0.5 * ((x-m)^2 * exp(-lv) + lv + log(2*pi))
+// mean / logvar may be null, meaning 0 (the standard normal, log p(z)).
+template <typename T>
+void log_normal_pdf_fwd(int N, int D, const T* x, const T* mean, const T* logvar, T* out);
+// Gradients scaled by dout[i]; any of dx, dmean, dlogvar may be null. They are
+// overwritten, not accumulated.
+template <typename T>
+void log_normal_pdf_bwd(int N, int D, const T* x, const T* mean, const T* logvar,
+                        const T* dout, T* dx, T* dmean, T* dlogvar);
+
+// Analytic KL(N(m, exp(lv)) || N(0,1)) per row:
+//   out[i] = -0.5 * sum_j (1 + lv - m^2 - exp(lv))
+template <typename T>
+void kl_normal_fwd(int N, int D, const T* mean, const T* logvar, T* out);
+// dmean = dout * m;  dlogvar = dout * 0.5 * (exp(lv) - 1)   (either may be null)
+template <typename T>
+void kl_normal_bwd(int N, int D, const T* mean, const T* logvar, const T* dout, T* dmean,
+                   T* dlogvar);
+
+// ---------------------------------------------------------------------------
+// Random numbers: Philox4x32-10 (Salmon et al., SC'11), counter-based, so any
+// element can be drawn independently on any device. See kernels/philox.h for
+// the exact mapping from (seed, offset, index) to a number; the CUDA twin
+// reproduces it bit for bit.
+//
+// y[i] ~ N(0,1) for i in [0,n): element i comes from Philox block offset + i/4.
+// The caller advances its offset by philox_blocks(n) after the call.
+template <typename T> void normal_fill(int64_t n, uint64_t seed, uint64_t offset, T* y);
+// y[i] ~ U[lo, hi): element i from Philox block offset + i/4.
+template <typename T>
+void uniform_fill(int64_t n, uint64_t seed, uint64_t offset, T lo, T hi, T* y);
+
+// ---------------------------------------------------------------------------
+// Optimizers, one parameter tensor per call, in place.
+// Adam, PyTorch's form (epsilon added after the bias-corrected sqrt):
+//   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
+//   p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+// step is t >= 1, counted before the call.
+template <typename T>
+void adam_step(int64_t n, T* p, const T* g, T* m, T* v, double lr, double beta1, double beta2,
+               double eps, int64_t step);
+// p -= lr * g
+template <typename T> void sgd_step(int64_t n, T* p, const T* g, double lr);
+
+}  // namespace cpu
+}  // namespace cvae::kernels

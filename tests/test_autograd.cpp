@@ -1,0 +1,189 @@
+// test_autograd.cpp: the tape itself: accumulation, no-grad scope, freeing,
+// reuse of a tensor, error cases, and stable parameter names.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "models/cvae.h"
+
+namespace cvae {
+namespace {
+
+Tensor leaf(std::vector<double> v) {
+  Shape s{static_cast<int64_t>(v.size())};
+  return Tensor::from_vector(v, s).set_requires_grad(true);
+}
+
+TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
+  Tensor x = leaf({1.0, 2.0, -3.0});
+  sum(mul(x, x)).backward();  // d/dx sum x^2 = 2x
+  EXPECT_EQ(x.grad().to_double_vector(), (std::vector<double>{2, 4, -6}));
+  sum(scale(x, 3.0)).backward();  // += 3
+  EXPECT_EQ(x.grad().to_double_vector(), (std::vector<double>{5, 7, -3}));
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, ReusedTensorGetsBothContributions) {
+  Tensor x = leaf({0.5, -1.5});
+  Tensor y = exp(x);
+  sum(add(mul(y, x), y)).backward();  // d/dx (x e^x + e^x) = e^x (x + 2)
+  std::vector<double> g = x.grad().to_double_vector();
+  EXPECT_NEAR(g[0], std::exp(0.5) * 2.5, 1e-12);
+  EXPECT_NEAR(g[1], std::exp(-1.5) * 0.5, 1e-12);
+}
+
+TEST(Autograd, SharedGradientBufferIsNotModifiedInPlace) {
+  // add's backward hands the same gradient tensor to both inputs; the second
+  // accumulation must not write into the first input's gradient.
+  Tensor a = leaf({1.0}), b = leaf({2.0});
+  Tensor s = add(a, b);
+  sum(add(s, mul(b, b))).backward();
+  EXPECT_EQ(a.grad().item(), 1.0);
+  EXPECT_EQ(b.grad().item(), 5.0);
+}
+
+TEST(Autograd, NoGradScopeRecordsNothing) {
+  Tensor x = leaf({1.0, 2.0});
+  {
+    NoGradGuard guard;
+    EXPECT_FALSE(grad_enabled());
+    Tensor y = mul(x, x);
+    EXPECT_TRUE(y.is_leaf());
+    EXPECT_FALSE(tracks_grad(y));
+  }
+  EXPECT_TRUE(grad_enabled());
+  EXPECT_FALSE(mul(x, x).is_leaf());
+}
+
+TEST(Autograd, TapeIsFreedAfterBackward) {
+  int64_t before = live_nodes();
+  int64_t bytes_before = cpu_bytes_in_use();
+  {
+    CVAE model(2, 3);
+    Tensor x = Tensor::full({2, 1, 28, 28}, 1.0);
+    Philox rng{5, 0};
+    Tensor loss = cvae_loss(model, x, rng, KlMode::MonteCarlo);
+    EXPECT_GT(live_nodes(), before + 10);
+    loss.backward();
+    EXPECT_EQ(live_nodes(), before);
+    EXPECT_TRUE(loss.is_leaf());
+  }
+  EXPECT_EQ(cpu_bytes_in_use(), bytes_before);  // model, tape and gradients all released
+}
+
+TEST(Autograd, BackwardNeedsAScalarThatRequiresGrad) {
+  Tensor x = leaf({1.0, 2.0});
+  EXPECT_THROW(mul(x, x).backward(), std::logic_error);
+  Tensor c = Tensor::full({1}, 2.0, DType::F64);
+  EXPECT_THROW(c.backward(), std::logic_error);
+}
+
+TEST(Autograd, MismatchedShapesAreRejected) {
+  Tensor a = leaf({1.0, 2.0}), b = leaf({1.0, 2.0, 3.0});
+  EXPECT_THROW(add(a, b), std::invalid_argument);
+  EXPECT_THROW(reshape(a, {3}), std::invalid_argument);
+  EXPECT_THROW(split(reshape(a, {1, 2}), {1, 2}), std::invalid_argument);
+}
+
+TEST(Autograd, ReshapeSharesStorage) {
+  Tensor x = leaf({1, 2, 3, 4, 5, 6});
+  Tensor y = reshape(x, {2, -1});
+  EXPECT_EQ(y.shape(), (Shape{2, 3}));
+  EXPECT_EQ(y.raw(), x.raw());
+}
+
+TEST(Nn, CvaeParameterNamesAndShapesAreStable) {
+  CVAE model(2, 0);
+  std::vector<std::pair<std::string, Shape>> expected = {
+      {"encoder.conv1.weight", {32, 1, 3, 3}}, {"encoder.conv1.bias", {32}},
+      {"encoder.conv2.weight", {64, 32, 3, 3}}, {"encoder.conv2.bias", {64}},
+      {"encoder.fc.weight", {4, 2304}},         {"encoder.fc.bias", {4}},
+      {"decoder.fc.weight", {1568, 2}},         {"decoder.fc.bias", {1568}},
+      {"decoder.deconv1.weight", {32, 64, 3, 3}}, {"decoder.deconv1.bias", {64}},
+      {"decoder.deconv2.weight", {64, 32, 3, 3}}, {"decoder.deconv2.bias", {32}},
+      {"decoder.deconv3.weight", {32, 1, 3, 3}},  {"decoder.deconv3.bias", {1}},
+  };
+  NamedTensors params = model.named_parameters();
+  ASSERT_EQ(params.size(), expected.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(params[i].first, expected[i].first);
+    EXPECT_EQ(params[i].second.shape(), expected[i].second) << params[i].first;
+  }
+}
+
+TEST(Nn, KerasDefaultInit) {
+  CVAE model(50, 42);
+  for (auto& [name, p] : model.named_parameters()) {
+    std::vector<double> v = p.to_double_vector();
+    if (p.dim() == 1) {
+      for (double b : v) ASSERT_EQ(b, 0.0) << name;  // zero biases
+      continue;
+    }
+    // Glorot uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
+    int64_t rf = p.dim() == 4 ? p.size(2) * p.size(3) : 1;
+    double a = std::sqrt(6.0 / double(rf * (p.size(0) + p.size(1))));
+    double lo = 0, hi = 0, sq = 0;
+    for (double w : v) {
+      lo = std::min(lo, w);
+      hi = std::max(hi, w);
+      sq += w * w;
+    }
+    EXPECT_LE(hi, a) << name;
+    EXPECT_GE(lo, -a) << name;
+    EXPECT_GT(hi, 0.9 * a) << name;  // the range is used, not a narrower one
+    double var = sq / double(v.size());
+    EXPECT_NEAR(var, a * a / 3.0, 0.1 * a * a / 3.0) << name;  // variance of U(-a,a)
+  }
+  // Same seed, same weights; another seed, other weights.
+  CVAE again(50, 42), other(50, 43);
+  EXPECT_EQ(model.named_parameters()[0].second.to_double_vector(),
+            again.named_parameters()[0].second.to_double_vector());
+  EXPECT_NE(model.named_parameters()[0].second.to_double_vector(),
+            other.named_parameters()[0].second.to_double_vector());
+}
+
+TEST(Nn, ModuleLoadChecksNamesAndShapes) {
+  CVAE a(2, 1), b(2, 2);
+  b.load(a.named_parameters());
+  EXPECT_EQ(a.named_parameters()[4].second.to_double_vector(),
+            b.named_parameters()[4].second.to_double_vector());
+  CVAE c(3, 1);
+  EXPECT_THROW(c.load(a.named_parameters()), std::invalid_argument);  // encoder.fc shape differs
+}
+
+TEST(Optim, SgdStep) {
+  Tensor p = leaf({1.0, -2.0});
+  SGD sgd({{"p", p}}, 0.1);
+  sum(mul(p, p)).backward();  // grad = 2p
+  sgd.step();
+  EXPECT_EQ(p.to_double_vector(), (std::vector<double>{1.0 - 0.2, -2.0 + 0.4}));
+  sgd.zero_grad();
+  EXPECT_FALSE(p.grad().defined());
+}
+
+TEST(Optim, TrainingLowersTheCvaeLoss) {
+  CVAE model(2, 5);
+  Adam adam(model.named_parameters(), AdamOptions{1e-3});
+  Tensor x = Tensor::zeros({4, 1, 28, 28});
+  float* px = x.data<float>();
+  for (int i = 0; i < 4 * 784; ++i) px[i] = (i / 28) % 3 == 0 ? 1.0f : 0.0f;  // stripes
+  Tensor eps = Tensor::zeros({4, 2});
+  double first = 0, last = 0;
+  for (int step = 0; step < 40; ++step) {
+    Tensor loss = cvae_loss(model, x, eps, KlMode::Analytic);
+    adam.zero_grad();
+    loss.backward();
+    adam.step();
+    (step == 0 ? first : last) = loss.item();
+  }
+  EXPECT_EQ(adam.steps(), 40);
+  EXPECT_LT(last, first - 50.0);  // a clear drop, not noise
+}
+
+}  // namespace
+}  // namespace cvae

@@ -1,0 +1,325 @@
+// test_kernels_conv_gemm.cpp: the CPU gemm and conv2d fprop/dgrad/wgrad against naive
+// loops (computed in double), the conv adjoint identities, and the CVAE's layer shapes.
+// Kernel-level only: no tensors, no autograd, no CUDA.
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "test_util.h"
+
+namespace {
+
+using cvae::kernels::Conv2dShape;
+using cvae::testing::all_close;
+using cvae::testing::random_vector;
+namespace kc = cvae::kernels;
+namespace cpu = cvae::kernels::cpu;
+
+template <typename T> constexpr double tol() { return sizeof(T) == 4 ? 2e-5 : 1e-12; }
+template <typename T> T nan_v() { return std::numeric_limits<T>::quiet_NaN(); }
+
+template <typename T> class KernelsTyped : public ::testing::Test {};
+using Types = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(KernelsTyped, Types);
+
+// ----------------------------------------------------------------------------- gemm
+
+// C = alpha * op(A) op(B) + beta * C, in double (beta == 0: C not read).
+template <typename T>
+std::vector<double> gemm_ref(bool ta, bool tb, int M, int N, int K, double alpha,
+                             const std::vector<T>& A, int lda, const std::vector<T>& B, int ldb,
+                             double beta, const std::vector<T>& C, int ldc) {
+  std::vector<double> out(C.begin(), C.end());
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int k = 0; k < K; ++k)
+        acc += double(ta ? A[k * lda + i] : A[i * lda + k]) * double(tb ? B[j * ldb + k] : B[k * ldb + j]);
+      double& c = out[i * ldc + j];
+      c = beta == 0 ? alpha * acc : alpha * acc + beta * c;
+    }
+  return out;
+}
+
+// One gemm call with padded leading dimensions; C poisoned with NaN when beta == 0.
+template <typename T>
+void check_gemm(bool ta, bool tb, int M, int N, int K, T alpha, T beta, uint32_t seed) {
+  const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;
+  auto A = random_vector<T>(size_t(ta ? K : M) * lda, seed);
+  auto B = random_vector<T>(size_t(tb ? N : K) * ldb, seed + 1);
+  auto C = random_vector<T>(size_t(M) * ldc, seed + 2);
+  if (beta == T(0))  // poison C's M x N part; its padding columns must stay as they are
+    for (int i = 0; i < M; ++i) std::fill_n(C.begin() + i * ldc, N, nan_v<T>());
+  auto ref = gemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  cpu::gemm<T>(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+  EXPECT_TRUE(all_close(C.data(), ref.data(), (int64_t)C.size(), tol<T>(), tol<T>() * K))
+      << "ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N << " K=" << K;
+}
+
+TYPED_TEST(KernelsTyped, GemmOddSizesAllTransposes) {
+  using T = TypeParam;
+  const int sizes[] = {1, 3, 7, 17, 40, 131};
+  uint32_t seed = 1;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int M : sizes)
+        for (int N : sizes)
+          for (int K : {1, 7, 17, 300}) check_gemm<T>(ta, tb, M, N, K, T(1), T(0), seed++);
+}
+
+TYPED_TEST(KernelsTyped, GemmAlphaBeta) {
+  using T = TypeParam;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      check_gemm<T>(ta, tb, 37, 45, 29, T(0.5), T(-1.5), 7);
+      check_gemm<T>(ta, tb, 100, 70, 600, T(-2), T(1), 8);   // K spans several KC blocks
+      check_gemm<T>(ta, tb, 9, 200, 13, T(1.25), T(0), 9);
+    }
+}
+
+TYPED_TEST(KernelsTyped, GemmLargeParallelShapes) {
+  using T = TypeParam;
+  check_gemm<T>(false, false, 100, 100, 2304, T(1), T(0), 11);  // encoder fc forward
+  check_gemm<T>(true, false, 2304, 100, 100, T(1), T(0), 12);   // encoder fc dW
+  check_gemm<T>(false, true, 100, 1568, 50, T(1), T(0), 13);    // decoder fc (W as [out,in])
+  check_gemm<T>(false, false, 300, 700, 270, T(1), T(0.5), 14);
+}
+
+TYPED_TEST(KernelsTyped, GemmKZeroScalesC) {
+  using T = TypeParam;
+  std::vector<T> C(6, nan_v<T>()), A(1), B(1);
+  cpu::gemm<T>(false, false, 2, 3, 0, T(1), A.data(), 1, B.data(), 3, T(0), C.data(), 3);
+  for (T c : C) EXPECT_EQ(c, T(0));
+}
+
+TEST(Gemm, RejectsBadLeadingDimension) {
+  std::vector<float> A(16), B(16), C(16);
+  EXPECT_THROW(cpu::gemm<float>(false, false, 4, 4, 4, 1.f, A.data(), 3, B.data(), 4, 0.f,
+                                C.data(), 4),
+               std::invalid_argument);
+}
+
+TEST(Gemm, SameBitsWithOneOrTwoThreads) {
+  auto A = random_vector<float>(300 * 500, 21), B = random_vector<float>(500 * 260, 22);
+  std::vector<float> C1(300 * 260), C2(300 * 260);
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  cpu::gemm<float>(false, false, 300, 260, 500, 1.f, A.data(), 500, B.data(), 260, 0.f, C1.data(), 260);
+  omp_set_num_threads(2);
+  cpu::gemm<float>(false, false, 300, 260, 500, 1.f, A.data(), 500, B.data(), 260, 0.f, C2.data(), 260);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(0, std::memcmp(C1.data(), C2.data(), C1.size() * sizeof(float)));
+}
+
+// ----------------------------------------------------------------------------- conv
+
+int64_t x_size(const Conv2dShape& s) { return (int64_t)s.N * s.C * s.H * s.W; }
+int64_t w_size(const Conv2dShape& s) { return (int64_t)s.K * s.C * s.R * s.S; }
+int64_t y_size(const Conv2dShape& s) { return (int64_t)s.N * s.K * s.P * s.Q; }
+
+// Calls f(x_index, w_index, y_index) for every in-range term of the conv sum.
+template <typename F>
+void for_each_tap(const Conv2dShape& s, F f) {
+  for (int n = 0; n < s.N; ++n)
+    for (int k = 0; k < s.K; ++k)
+      for (int p = 0; p < s.P; ++p)
+        for (int q = 0; q < s.Q; ++q)
+          for (int c = 0; c < s.C; ++c)
+            for (int r = 0; r < s.R; ++r)
+              for (int t = 0; t < s.S; ++t) {
+                int h = p * s.stride_h - s.pad_h + r, w = q * s.stride_w - s.pad_w + t;
+                if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
+                f(((int64_t(n) * s.C + c) * s.H + h) * s.W + w, ((int64_t(k) * s.C + c) * s.R + r) * s.S + t,
+                  ((int64_t(n) * s.K + k) * s.P + p) * s.Q + q);
+              }
+}
+
+// y[n,k,p,q] = sum x[n,c,p*sh-ph+r,q*sw-pw+s] * w[k,c,r,s]
+template <typename T>
+std::vector<double> fprop_ref(const Conv2dShape& s, const std::vector<T>& x, const std::vector<T>& w) {
+  std::vector<double> y(y_size(s), 0.0);
+  for_each_tap(s, [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += double(x[xi]) * w[wi]; });
+  return y;
+}
+template <typename T>
+std::vector<double> dgrad_ref(const Conv2dShape& s, const std::vector<T>& dy, const std::vector<T>& w) {
+  std::vector<double> dx(x_size(s), 0.0);
+  for_each_tap(s, [&](int64_t xi, int64_t wi, int64_t yi) { dx[xi] += double(dy[yi]) * w[wi]; });
+  return dx;
+}
+template <typename T>
+std::vector<double> wgrad_ref(const Conv2dShape& s, const std::vector<T>& x, const std::vector<T>& dy) {
+  std::vector<double> dw(w_size(s), 0.0);
+  for_each_tap(s, [&](int64_t xi, int64_t wi, int64_t yi) { dw[wi] += double(x[xi]) * dy[yi]; });
+  return dw;
+}
+
+// All three passes of one shape against the naive loops, outputs NaN-poisoned.
+template <typename T>
+void check_conv(const Conv2dShape& s, uint32_t seed) {
+  auto x = random_vector<T>(x_size(s), seed), w = random_vector<T>(w_size(s), seed + 1);
+  auto dy = random_vector<T>(y_size(s), seed + 2);
+  std::vector<T> ws(kc::conv2d_workspace_elems(s), nan_v<T>());
+  std::vector<T> y(y_size(s), nan_v<T>()), dx(x_size(s), nan_v<T>()), dw(w_size(s), nan_v<T>());
+  const double atol = tol<T>() * s.K * s.C * s.R * s.S * s.N;
+  cpu::conv2d_fprop<T>(s, x.data(), w.data(), y.data(), ws.data());
+  EXPECT_TRUE(all_close(y, fprop_ref(s, x, w), tol<T>(), atol)) << "fprop";
+  std::fill(ws.begin(), ws.end(), nan_v<T>());
+  cpu::conv2d_dgrad<T>(s, dy.data(), w.data(), dx.data(), ws.data());
+  EXPECT_TRUE(all_close(dx, dgrad_ref(s, dy, w), tol<T>(), atol)) << "dgrad";
+  std::fill(ws.begin(), ws.end(), nan_v<T>());
+  cpu::conv2d_wgrad<T>(s, x.data(), dy.data(), dw.data(), ws.data());
+  EXPECT_TRUE(all_close(dw, wgrad_ref(s, x, dy), tol<T>(), atol)) << "wgrad";
+}
+
+std::vector<Conv2dShape> test_shapes() {
+  return {
+      kc::conv2d_shape_valid(1, 1, 5, 5, 1, 3, 3, 1),
+      kc::conv2d_shape_valid(3, 2, 7, 9, 3, 3, 3, 2),
+      kc::conv2d_shape_valid(3, 2, 5, 6, 3, 1, 1, 1),   // pointwise: no columns
+      kc::conv2d_shape_valid(3, 3, 8, 8, 2, 1, 1, 2),   // 1x1 stride 2
+      kc::conv2d_shape_same(3, 3, 8, 7, 5, 3, 3, 2),
+      kc::conv2d_shape_same(1, 4, 9, 6, 2, 3, 2, 1),
+      kc::conv2d_shape_same(3, 3, 6, 5, 4, 5, 5, 2),
+      kc::conv2d_shape_same(11, 2, 7, 7, 3, 3, 3, 1),   // more images than batch slots
+      kc::conv_transpose2d_shape_same(3, 5, 7, 7, 4, 3, 3, 2),
+      kc::conv2d_shape_valid(3, 1, 28, 28, 32, 3, 3, 2),
+      kc::conv2d_shape_same(2, 3, 11, 13, 3, 4, 4, 3),  // stride 3, even kernel
+  };
+}
+
+TYPED_TEST(KernelsTyped, ConvMatchesNaiveLoops) {
+  uint32_t seed = 100;
+  for (const auto& s : test_shapes()) {
+    SCOPED_TRACE(::testing::Message() << "N" << s.N << " C" << s.C << " " << s.H << "x" << s.W
+                                      << " K" << s.K << " " << s.R << "x" << s.S << " s"
+                                      << s.stride_h << " pad " << s.pad_h << "," << s.pad_w);
+    check_conv<TypeParam>(s, seed += 10);
+  }
+}
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d += a[i] * b[i];
+  return d;
+}
+
+// <conv(x,w), y> == <x, dgrad(y,w)> == <w, wgrad(x,y)>
+TEST(Conv, AdjointIdentities) {
+  for (const auto& s : test_shapes()) {
+    auto x = random_vector<double>(x_size(s), 1), w = random_vector<double>(w_size(s), 2);
+    auto y = random_vector<double>(y_size(s), 3);
+    std::vector<double> ws(kc::conv2d_workspace_elems(s)), cx(y.size()), dx(x.size()), dw(w.size());
+    cpu::conv2d_fprop(s, x.data(), w.data(), cx.data(), ws.data());
+    cpu::conv2d_dgrad(s, y.data(), w.data(), dx.data(), ws.data());
+    cpu::conv2d_wgrad(s, x.data(), y.data(), dw.data(), ws.data());
+    double a = dot(cx, y), b = dot(x, dx), c = dot(w, dw);
+    EXPECT_NEAR(a, b, 1e-10 * (1 + std::fabs(a)));
+    EXPECT_NEAR(a, c, 1e-10 * (1 + std::fabs(a)));
+  }
+}
+
+TEST(Conv, WgradSameBitsWithOneOrTwoThreads) {
+  auto s = kc::conv2d_shape_same(13, 8, 14, 14, 16, 3, 3, 2);
+  auto x = random_vector<float>(x_size(s), 5), dy = random_vector<float>(y_size(s), 6);
+  std::vector<float> ws(kc::conv2d_workspace_elems(s)), dw1(w_size(s)), dw2(w_size(s));
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  cpu::conv2d_wgrad(s, x.data(), dy.data(), dw1.data(), ws.data());
+  omp_set_num_threads(2);
+  cpu::conv2d_wgrad(s, x.data(), dy.data(), dw2.data(), ws.data());
+  omp_set_num_threads(saved);
+  EXPECT_EQ(0, std::memcmp(dw1.data(), dw2.data(), dw1.size() * sizeof(float)));
+}
+
+// TF Conv2DTranspose `same` 7 -> 14, k3 s2 == PyTorch ConvTranspose2d(padding=0) (15x15)
+// cropped to its first 14 rows and columns: checked by a direct scatter.
+TEST(Conv, TransposedSameIsCroppedPaddingZeroScatter) {
+  const int N = 2, Cin = 3, H = 7, Cout = 2, R = 3, st = 2, HO = 15;
+  auto s = kc::conv_transpose2d_shape_same(N, Cin, H, H, Cout, R, R, st);
+  auto in = random_vector<double>(N * Cin * H * H, 31), w = random_vector<double>(Cin * Cout * R * R, 32);
+  std::vector<double> full(N * Cout * HO * HO, 0.0), ref, out(x_size(s), nan_v<double>());
+  for (int n = 0; n < N; ++n)
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int co = 0; co < Cout; ++co)
+        for (int i = 0; i < H; ++i)
+          for (int j = 0; j < H; ++j)
+            for (int r = 0; r < R; ++r)
+              for (int t = 0; t < R; ++t)
+                full[((n * Cout + co) * HO + i * st + r) * HO + j * st + t] +=
+                    in[((n * Cin + ci) * H + i) * H + j] * w[((ci * Cout + co) * R + r) * R + t];
+  for (int nc = 0; nc < N * Cout; ++nc)
+    for (int h = 0; h < 14; ++h)
+      for (int x = 0; x < 14; ++x) ref.push_back(full[(nc * HO + h) * HO + x]);
+  std::vector<double> ws(kc::conv2d_workspace_elems(s));
+  cpu::conv2d_dgrad(s, in.data(), w.data(), out.data(), ws.data());
+  EXPECT_TRUE(all_close(out, ref, 1e-12, 1e-12));
+}
+
+// ----------------------------------------------------------------------------- shapes
+
+void expect_shape(const Conv2dShape& s, int N, int C, int H, int K, int P, int pad) {
+  EXPECT_EQ(s.N, N);
+  EXPECT_EQ(s.C, C);
+  EXPECT_EQ(s.H, H);
+  EXPECT_EQ(s.W, H);
+  EXPECT_EQ(s.K, K);
+  EXPECT_EQ(s.P, P);
+  EXPECT_EQ(s.Q, P);
+  EXPECT_EQ(s.pad_h, pad);
+  EXPECT_EQ(s.pad_w, pad);
+  EXPECT_EQ(s.R, 3);
+  EXPECT_EQ(s.S, 3);
+}
+
+TEST(ConvShapes, CvaeLayers) {
+  // encoder: Conv2D(32, 3, s2, valid) 28 -> 13, Conv2D(64, 3, s2, valid) 13 -> 6
+  expect_shape(kc::conv2d_shape_valid(100, 1, 28, 28, 32, 3, 3, 2), 100, 1, 28, 32, 13, 0);
+  expect_shape(kc::conv2d_shape_valid(100, 32, 13, 13, 64, 3, 3, 2), 100, 32, 13, 64, 6, 0);
+  // decoder: Conv2DTranspose(64, s2, same) 7 -> 14: the extra padding row is at the bottom
+  auto d1 = kc::conv_transpose2d_shape_same(100, 32, 7, 7, 64, 3, 3, 2);
+  expect_shape(d1, 100, 64, 14, 32, 7, 0);
+  EXPECT_EQ((d1.P - 1) * d1.stride_h + d1.R - d1.H - d1.pad_h, 1);  // bottom padding
+  EXPECT_EQ(d1.stride_h, 2);
+  // Conv2DTranspose(32, s2, same) 14 -> 28; Conv2DTranspose(1, s1, same) 28 -> 28
+  expect_shape(kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2), 100, 32, 28, 64, 14, 0);
+  auto d3 = kc::conv_transpose2d_shape_same(100, 32, 28, 28, 1, 3, 3, 1);
+  expect_shape(d3, 100, 1, 28, 32, 28, 1);
+  EXPECT_EQ(d3.stride_h, 1);
+}
+
+TEST(ConvShapes, SameAndValidFormulas) {
+  auto s = kc::conv2d_shape_same(1, 1, 10, 9, 1, 4, 3, 3);  // total 3*3+4-10 = 3, 2*3+3-9 = 0
+  EXPECT_EQ(s.P, 4);
+  EXPECT_EQ(s.Q, 3);
+  EXPECT_EQ(s.pad_h, 1);
+  EXPECT_EQ(s.pad_w, 0);
+  auto t = kc::conv2d_shape_same(1, 1, 5, 5, 1, 5, 5, 1);   // total 4: 2 top, 2 bottom
+  EXPECT_EQ(t.P, 5);
+  EXPECT_EQ(t.pad_h, 2);
+  auto v = kc::conv2d_shape_valid(1, 1, 8, 7, 1, 3, 2, 2);
+  EXPECT_EQ(v.P, 3);
+  EXPECT_EQ(v.Q, 3);
+}
+
+TEST(ConvShapes, RejectsNonsense) {
+  EXPECT_THROW(kc::conv2d_shape_valid(1, 1, 2, 2, 1, 3, 3, 1), std::invalid_argument);
+  EXPECT_THROW(kc::conv2d_shape_valid(0, 1, 5, 5, 1, 3, 3, 1), std::invalid_argument);
+  EXPECT_THROW(kc::conv2d_shape_same(1, 1, 5, 5, 1, 3, 3, 0), std::invalid_argument);
+  EXPECT_THROW(kc::conv_transpose2d_shape_same(1, -1, 5, 5, 1, 3, 3, 2), std::invalid_argument);
+  Conv2dShape bad{};
+  EXPECT_THROW(kc::conv2d_workspace_elems(bad), std::invalid_argument);
+}
+
+TEST(ConvShapes, WorkspaceOfLargestCvaeLayer) {
+  auto s = kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2);
+  // 8 slots of 288 x 196 columns plus 7 partial dw of 64 x 288
+  EXPECT_EQ(kc::conv2d_workspace_elems(s), size_t(8) * 288 * 196 + size_t(7) * 64 * 288);
+}
+
+}  // namespace
