@@ -23,51 +23,42 @@ void check_binary(const char* op, const Tensor& a, const Tensor& b) {
   detail::check_same_shape(op, a, b);
 }
 
+// y = fwd(x);  dx = bwd(y, dy): the unary ops whose gradient needs only the
+// output. fwd(n, x, y) and bwd(n, y, dy, dx) are called with typed pointers.
+template <typename Fwd, typename Bwd>
+Tensor unary_from_output(const char* op, const Tensor& x, Fwd fwd, Bwd bwd) {
+  detail::check_same_kind(op, {&x});
+  Tensor y = make_like(x, [&](auto tag, auto* out) { fwd(x.numel(), x.data<decltype(tag)>(), out); });
+  Tensor yd = y.detach();
+  return attach(y, {x}, [yd, bwd](const Tensor& dy) -> std::vector<Tensor> {
+    return {make_like(dy, [&](auto tag, auto* out) {
+      using T = decltype(tag);
+      bwd(dy.numel(), yd.data<T>(), dy.data<T>(), out);
+    })};
+  });
+}
+
 }  // namespace
 
 // y = max(x, 0);  dx = dy * (y > 0)
 Tensor relu(const Tensor& x) {
-  detail::check_same_kind("relu", {&x});
-  Tensor y = make_like(x, [&](auto tag, auto* out) {
-    kernels::cpu::relu_fwd<decltype(tag)>(x.numel(), x.data<decltype(tag)>(), out);
-  });
-  Tensor yd = y.detach();
-  return attach(y, {x}, [yd](const Tensor& dy) -> std::vector<Tensor> {
-    return {make_like(dy, [&](auto tag, auto* out) {
-      using T = decltype(tag);
-      kernels::cpu::relu_bwd<T>(dy.numel(), yd.data<T>(), dy.data<T>(), out);
-    })};
-  });
+  return unary_from_output(
+      "relu", x, [](int64_t n, auto* in, auto* out) { kernels::cpu::relu_fwd(n, in, out); },
+      [](int64_t n, auto* y, auto* dy, auto* dx) { kernels::cpu::relu_bwd(n, y, dy, dx); });
 }
 
 // y = 1 / (1 + exp(-x));  dx = dy * y * (1 - y)
 Tensor sigmoid(const Tensor& x) {
-  detail::check_same_kind("sigmoid", {&x});
-  Tensor y = make_like(x, [&](auto tag, auto* out) {
-    kernels::cpu::sigmoid_fwd<decltype(tag)>(x.numel(), x.data<decltype(tag)>(), out);
-  });
-  Tensor yd = y.detach();
-  return attach(y, {x}, [yd](const Tensor& dy) -> std::vector<Tensor> {
-    return {make_like(dy, [&](auto tag, auto* out) {
-      using T = decltype(tag);
-      kernels::cpu::sigmoid_bwd<T>(dy.numel(), yd.data<T>(), dy.data<T>(), out);
-    })};
-  });
+  return unary_from_output(
+      "sigmoid", x, [](int64_t n, auto* in, auto* out) { kernels::cpu::sigmoid_fwd(n, in, out); },
+      [](int64_t n, auto* y, auto* dy, auto* dx) { kernels::cpu::sigmoid_bwd(n, y, dy, dx); });
 }
 
 // y = exp(x);  dx = dy * y
 Tensor exp(const Tensor& x) {
-  detail::check_same_kind("exp", {&x});
-  Tensor y = make_like(x, [&](auto tag, auto* out) {
-    kernels::cpu::exp_fwd<decltype(tag)>(x.numel(), x.data<decltype(tag)>(), out);
-  });
-  Tensor yd = y.detach();
-  return attach(y, {x}, [yd](const Tensor& dy) -> std::vector<Tensor> {
-    return {make_like(dy, [&](auto tag, auto* out) {
-      using T = decltype(tag);
-      kernels::cpu::mul<T>(dy.numel(), dy.data<T>(), yd.data<T>(), out);
-    })};
-  });
+  return unary_from_output(
+      "exp", x, [](int64_t n, auto* in, auto* out) { kernels::cpu::exp_fwd(n, in, out); },
+      [](int64_t n, auto* y, auto* dy, auto* dx) { kernels::cpu::mul(n, dy, y, dx); });
 }
 
 // y = a + b;  da = dy;  db = dy
