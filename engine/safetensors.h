@@ -5,18 +5,12 @@
 #pragma once
 
 #include <map>
-#include <stdexcept>
 #include <string>
 
+#include "engine/errors.h"
 #include "engine/nn.h"
 
 namespace cvae {
-
-// A malformed file: the message names the file and the fault.
-class FormatError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct SafeTensors {
   NamedTensors tensors;  // in file order; F32 and F64 become CPU tensors of that dtype

@@ -1,11 +1,13 @@
-// cvae.cpp: the tutorial's CVAE and its loss (compute_loss in the tutorial).
+// cvae.cpp: the tutorial's CVAE (layers, encode, decode). Its loss is the
+// shared VAE loss in vae.cpp; cvae_loss stays as a thin wrapper.
 #include "models/cvae.h"
 
-#include "engine/autograd.h"
+#include <stdexcept>
 
 namespace cvae {
 
 CVAE::CVAE(int latent_dim, uint64_t init_seed) : latent_dim_(latent_dim) {
+  if (latent_dim < 1) throw std::invalid_argument("CVAE: latent_dim must be >= 1");
   Philox rng{init_seed, 0};
   encoder = register_module("encoder", std::make_shared<Sequential>());
   encoder->add("conv1", std::make_shared<Conv2d>(1, 32, 3, 2, Padding::Valid, rng))
@@ -30,28 +32,19 @@ std::pair<Tensor, Tensor> CVAE::encode(const Tensor& x) {
   return {parts[0], parts[1]};
 }
 
+Tensor CVAE::decode_logits(const Tensor& z) { return decoder->forward(z); }
+
 Tensor CVAE::decode(const Tensor& z, bool apply_sigmoid) {
-  Tensor logits = decoder->forward(z);
+  Tensor logits = decode_logits(z);
   return apply_sigmoid ? sigmoid(logits) : logits;
 }
 
-Tensor CVAE::forward(const Tensor& x) { return decode(encode(x).first); }
-
 Tensor cvae_loss(CVAE& model, const Tensor& x, const Tensor& eps, KlMode kl) {
-  auto [mean, logvar] = model.encode(x);
-  Tensor z = reparameterize(mean, logvar, eps);
-  Tensor logits = model.decode(z);
-  Tensor logpx_z = scale(sum(sigmoid_cross_entropy_with_logits(logits, x), {1, 2, 3}), -1.0);
-  Tensor elbo = kl == KlMode::MonteCarlo
-                    ? sub(add(logpx_z, log_normal_pdf(z, Tensor(), Tensor())),
-                          log_normal_pdf(z, mean, logvar))
-                    : sub(logpx_z, kl_normal(mean, logvar));
-  return scale(cvae::mean(elbo), -1.0);
+  return vae_loss(model, x, eps, kl);
 }
 
 Tensor cvae_loss(CVAE& model, const Tensor& x, Philox& rng, KlMode kl) {
-  Tensor eps = randn({x.size(0), model.latent_dim()}, rng, x.dtype());
-  return cvae_loss(model, x, eps, kl);
+  return model.loss(x, rng, kl);
 }
 
 }  // namespace cvae

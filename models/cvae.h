@@ -5,36 +5,38 @@
 //            flatten (2304), dense 2L
 //   decoder: dense L->7*7*32, relu, reshape [32,7,7], deconv 32->64 k3 s2 same,
 //            relu, deconv 64->32 k3 s2 same, relu, deconv 32->1 k3 s1 same (logits)
+// Its loss and evaluation bounds are the shared VAE ones (models/vae.h).
 #pragma once
 
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "engine/nn.h"
+#include "models/vae.h"
 
 namespace cvae {
 
-class CVAE : public Module {
+class CVAE : public VAE {
  public:
   CVAE(int latent_dim, uint64_t init_seed);
+  std::string kind() const override { return "cvae"; }
+  int latent_dim() const override { return latent_dim_; }
   // x [N,1,28,28] -> (mean, logvar), each [N,L]
-  std::pair<Tensor, Tensor> encode(const Tensor& x);
-  // z [N,L] -> logits [N,1,28,28], or probabilities when apply_sigmoid
+  std::pair<Tensor, Tensor> encode(const Tensor& x) override;
+  // z [N,L] -> logits [N,1,28,28]
+  Tensor decode_logits(const Tensor& z) override;
+  // z [N,L] -> logits [N,1,28,28], or probabilities when apply_sigmoid (the tutorial's decode)
   Tensor decode(const Tensor& z, bool apply_sigmoid = false);
-  Tensor forward(const Tensor& x) override;  // the mean's reconstruction logits
-  int latent_dim() const { return latent_dim_; }
+  // forward (from Model) is reconstruct(x): the decoded mean as probabilities in [0,1].
   std::shared_ptr<Sequential> encoder, decoder;
 
  private:
   int latent_dim_;
 };
 
-enum class KlMode { MonteCarlo, Analytic };
-
-// The negative ELBO averaged over the batch, the tutorial's compute_loss:
-//   MonteCarlo: -mean(log p(x|z) + log p(z) - log q(z|x)), one z per image
-//   Analytic:   -mean(log p(x|z) - KL(q(z|x) || p(z)))
-// eps [N,L] is the reparameterisation noise.
+// The tutorial's compute_loss for the CVAE: thin wrappers over vae_loss /
+// VAE::loss (models/vae.h), kept for the golden and gradient tests.
 Tensor cvae_loss(CVAE& model, const Tensor& x, const Tensor& eps, KlMode kl);
 Tensor cvae_loss(CVAE& model, const Tensor& x, Philox& rng, KlMode kl);
 

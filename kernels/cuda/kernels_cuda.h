@@ -5,12 +5,19 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 // cuda_runtime_api.h declares exactly this; redeclaring the same alias is legal.
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;
 
 namespace cvae::kernels::cuda {
+
+// Devices usable now. Any CUDA error (no driver, "driver version is
+// insufficient", ...) means no GPU: returns 0 and, when why is given, the reason.
+int device_count(std::string* why = nullptr);
+// "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" for device i.
+std::string device_description(int i);
 
 // ---------------------------------------------------------------------------
 // Random numbers, bit-identical to cpu::normal_fill / cpu::uniform_fill for the
