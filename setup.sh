@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # setup.sh: install what is missing, build, and run the main job or the tests.
-#   ./setup.sh run    install, build (Release), run the main job (the CVAE demo)
+#   ./setup.sh run    install, build (Release), train the CVAE on Fashion-MNIST (the main job)
 #   ./setup.sh test   install, build with warnings as errors, run every test,
 #                     then the same unit tests under AddressSanitizer + UBSan
 #   ./setup.sh deps   only install the Debian packages the build needs
@@ -39,7 +39,7 @@ case "${1:-}" in
   run)
     install_deps
     configure_and_build build
-    ./build/cvae demo ;;
+    ./build/cvae train --out "runs/cvae-$(date +%Y%m%d-%H%M%S)" "${@:2}" ;;
   test)
     install_deps
     configure_and_build build -DCVAE_WERROR=ON

@@ -2,7 +2,7 @@
 """Evaluates a cvae-engine export (safetensors) in PyTorch: test-set ELBO in nats.
 
     python3 apps/python/eval_export.py EXPORT.safetensors [--data DIR] [--k 10] [--seed 0]
-                                       [--batch-size 1000] [--threads N] [--json]
+                                       [--batch-size 1000] [--threads N] [--limit N] [--json]
 
 Loads the export with safetensors.torch.load_file, infers latent_dim from the
 weight shapes (and prints the file's __metadata__ model/latent_dim/dataset/epoch
@@ -88,6 +88,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate the first N test images only")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     if a.k < 1 or a.batch_size < 1:
@@ -105,6 +106,11 @@ def main(argv=None):
     except (OSError, ValueError, EOFError) as e:
         print("error: %s" % str(e).splitlines()[0], file=sys.stderr)
         return 2
+    if a.limit > 0:
+        images = images[:a.limit]
+    if meta.get("binarization", "threshold") != "threshold":
+        print("note: the export was trained with binarization '%s'; evaluating on the "
+              "tutorial's threshold binarization" % meta["binarization"], file=sys.stderr)
     if images.shape[1:] != (28, 28):
         print("error: %s: images are %dx%d, the CVAE needs 28x28"
               % (a.data, images.shape[1], images.shape[2]), file=sys.stderr)
