@@ -138,6 +138,33 @@ template <typename T>
 void kl_normal_bwd(int N, int D, const T* mean, const T* logvar, const T* dout, T* dmean,
                    T* dlogvar);
 
+// The whole VAE loss of a batch in one pass (the tutorial's compute_loss),
+// for logits, x [N,D] and z, mean, logvar [N,L]:
+//   logpx[i] = -sum_j CE(logits_ij, x_ij)                    (stable sigmoid CE)
+//   MC:       elbo[i] = logpx[i] + log N(z_i; 0, I) - log N(z_i; m_i, exp(lv_i))
+//   analytic: elbo[i] = logpx[i] - KL(N(m_i, exp(lv_i)) || N(0, I))
+//   loss = -(1/N) sum_i elbo[i]
+// Row sums and the batch mean are reduced in a fixed order (deterministic).
+}  // namespace cpu
+// In cvae::kernels, not cpu: shared with the CUDA twin, like Conv2dShape.
+struct VaeLossShape {
+  int N, D, L;
+  bool analytic;
+};
+namespace cpu {
+// Writes loss[0] and row_elbo[i] (the per-image ELBO).
+template <typename T>
+void vae_loss_fwd(const VaeLossShape& s, const T* logits, const T* x, const T* z, const T* mean,
+                  const T* logvar, T* loss, T* row_elbo);
+// Gradients of dloss[0] * loss, overwritten (dz is all zero for the analytic
+// form: z reaches the loss only through the logits):
+//   dlogits = g/N (sigmoid(l) - x)
+//   MC:       dz = g/N (z - (z-m) e^-lv),  dm = g/N (z-m) e^-lv,  dlv = -g/(2N) (1 - (z-m)^2 e^-lv)
+//   analytic: dm = g/N m,                   dlv = g/(2N) (e^lv - 1)
+template <typename T>
+void vae_loss_bwd(const VaeLossShape& s, const T* logits, const T* x, const T* z, const T* mean,
+                  const T* logvar, const T* dloss, T* dlogits, T* dz, T* dmean, T* dlogvar);
+
 // ---------------------------------------------------------------------------
 // Random numbers: Philox4x32-10 (Salmon et al., SC'11), counter-based, so any
 // element can be drawn independently on any device. See kernels/philox.h for

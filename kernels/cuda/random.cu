@@ -5,9 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
+#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/philox.h"
 
@@ -16,14 +15,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxGrid = 65535;  // grid-stride beyond this
-
-void check_launch(const char* file, int line) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " +
-                             cudaGetErrorString(err));
-}
-#define CVAE_CHECK_LAUNCH() check_launch(__FILE__, __LINE__)
 
 unsigned grid_for(int64_t nblocks) {
   return static_cast<unsigned>(std::min<int64_t>((nblocks + kThreads - 1) / kThreads, kMaxGrid));

@@ -1,0 +1,136 @@
+// runtime.cu: the engine's only door to the CUDA runtime: devices, memory,
+// copies, streams and CUDA graphs, every call checked (check.cuh). No kernels
+// here, and no hidden synchronisation: the one sync (memcpy_d2h) says why.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/kernels_cuda.h"
+
+namespace cvae::kernels::cuda {
+
+// Never trusts the count of a call that failed (DESIGN.md: without a driver,
+// cudaGetDeviceCount returns "driver version is insufficient" and leaves the
+// count unset).
+int device_count(std::string* why) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    if (why) *why = cudaGetErrorString(err);
+    cudaGetLastError();  // clear the error so later calls start clean
+    return 0;
+  }
+  if (count <= 0) {
+    if (why) *why = "no CUDA devices";
+    return 0;
+  }
+  return count;
+}
+
+std::string device_description(int i) {
+  cudaDeviceProp p{};
+  const cudaError_t err = cudaGetDeviceProperties(&p, i);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("unknown device (") + cudaGetErrorString(err) + ")";
+  }
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "%s, sm_%d%d, %.1f GiB", p.name, p.major, p.minor,
+                static_cast<double>(p.totalGlobalMem) / (1 << 30));
+  return buf;
+}
+
+void* device_malloc(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, bytes);
+  if (err == cudaSuccess) return p;
+  cudaGetLastError();  // an allocation failure is not sticky: clear it
+  if (err == cudaErrorMemoryAllocation) {
+    size_t free_b = 0, total_b = 0;
+    std::string tail;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+      tail = " (free " + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes)";
+    else
+      cudaGetLastError();
+    throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +
+                             ": CUDA out of memory: tried to allocate " + std::to_string(bytes) +
+                             " bytes" + tail);
+  }
+  detail::throw_cuda_error(__FILE__, __LINE__, "cudaMalloc", err);
+}
+
+void device_free(void* ptr) {
+  if (ptr) CVAE_CUDA_CHECK(cudaFree(ptr));
+}
+
+void memcpy_h2d(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  CVAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+}
+
+void memcpy_d2h(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  CVAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream));
+  // Sync: the caller reads dst as soon as we return. The copy is ordered after
+  // the kernels that produced src on this stream, and into pinned memory it
+  // would still be in flight here; waiting on this stream alone (not the
+  // device) keeps other streams running.
+  CVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void memcpy_d2d(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  CVAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+}
+
+void memset_zero(void* dst, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  CVAE_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream));
+}
+
+// Non-blocking: work on it never waits for (or blocks) the legacy default stream.
+cudaStream_t stream_create() {
+  cudaStream_t s = nullptr;
+  CVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+void stream_synchronize(cudaStream_t stream) { CVAE_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+// Global capture mode: a captured training step must hold no hidden
+// synchronisation, allocation or legacy-stream work. In global mode any such
+// "unsafe" call, from any thread, fails loudly during capture instead of
+// running eagerly once and silently missing from every replay (what relaxed
+// mode would allow). The caching allocator is warmed up before capture, so a
+// well-formed step never calls cudaMalloc inside it.
+void graph_capture_begin(cudaStream_t stream) {
+  CVAE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+}
+
+void* graph_capture_end(cudaStream_t stream) {
+  cudaGraph_t graph = nullptr;
+  CVAE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+  // The executable graph is self-contained: the template graph is not needed.
+  const cudaError_t derr = cudaGraphDestroy(graph);
+  if (err != cudaSuccess) detail::throw_cuda_error(__FILE__, __LINE__, "cudaGraphInstantiate", err);
+  if (derr != cudaSuccess) {
+    cudaGraphExecDestroy(exec);
+    detail::throw_cuda_error(__FILE__, __LINE__, "cudaGraphDestroy", derr);
+  }
+  return static_cast<void*>(exec);
+}
+
+void graph_launch(void* exec, cudaStream_t stream) {
+  CVAE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), stream));
+}
+
+void graph_destroy(void* exec) {
+  if (exec) CVAE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
+}
+
+}  // namespace cvae::kernels::cuda
