@@ -113,6 +113,15 @@ void prepare_new_run_dir(const fs::path& dir) {
 int run_train(const TrainOptions& opt) {
   if (opt.device == "cuda")
     throw UsageError("--device cuda: this build has no CUDA backend yet; use --device cpu");
+  // From here on Ctrl-C (or SIGTERM) only sets a flag: the loop checkpoints and stops.
+  g_interrupted = 0;
+  auto old_int = std::signal(SIGINT, on_interrupt);
+  auto old_term = std::signal(SIGTERM, on_interrupt);
+  struct Restore {
+    decltype(old_int) i, t;
+    ~Restore() { std::signal(SIGINT, i); std::signal(SIGTERM, t); }
+  } restore{old_int, old_term};
+
   RunConfig c = opt.config;
   Progress progress;
   std::unique_ptr<Model> model;
@@ -152,14 +161,6 @@ int run_train(const TrainOptions& opt) {
               static_cast<long long>(ntrain), static_cast<long long>(data.test.count),
               static_cast<long long>(B), c.lr, kl_name(c.kl), binarize_name(c.binarize),
               opt.epochs, dir.string().c_str());
-
-  g_interrupted = 0;
-  auto old_int = std::signal(SIGINT, on_interrupt);
-  auto old_term = std::signal(SIGTERM, on_interrupt);
-  struct Restore {
-    decltype(old_int) i, t;
-    ~Restore() { std::signal(SIGINT, i); std::signal(SIGTERM, t); }
-  } restore{old_int, old_term};
 
   for (int64_t epoch = progress.epoch; epoch < opt.epochs; ++epoch) {
     std::vector<int64_t> order = shuffled_indices(ntrain, stream_seed(c.seed, Stream::Shuffle), uint64_t(epoch));

@@ -95,6 +95,35 @@ TEST_F(App, ResumeRepeatsAnUninterruptedRunBitwise) {
   EXPECT_EQ(straight.metadata.at("step"), resumed.metadata.at("step"));
 }
 
+// Ctrl-C mid-epoch: the step finishes, a checkpoint is written, exit 130; the
+// resumed run ends bitwise where an uninterrupted one does.
+TEST_F(App, InterruptedRunResumesBitwise) {
+  std::string data = root_ + "/bigger";
+  testing::write_synthetic_dataset(data, 3000, 20, 9);
+  std::string args = "--data " + data + " --epochs 1 --batch-size 8 --lr 1e-3 --seed 4 --log-every 1000";
+  std::string straight = root_ + "/straight", cut = root_ + "/cut";
+  ASSERT_EQ(run_cvae("train " + args + " --out " + straight).code, 0);
+  // Start in the background, interrupt after a moment, wait for the exit code.
+  std::string cmd = "sh -c '" + std::string(CVAE_BINARY) + " train " + args + " --out " + cut +
+                    " & pid=$!; sleep 0.8; kill -INT $pid; wait $pid; echo exit=$?' 2>&1";
+  testing::RunResult r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
+  ::pclose(pipe);
+  ASSERT_NE(r.output.find("interrupted: checkpoint saved"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("exit=130"), std::string::npos) << r.output;
+  SafeTensors mid = load_safetensors(cut + "/checkpoint.safetensors");
+  EXPECT_EQ(mid.metadata.at("epoch"), "0");
+  RunResult resumed = run_cvae("train --resume " + cut + " --epochs 1");
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  SafeTensors a = load_safetensors(straight + "/checkpoint.safetensors");
+  SafeTensors b = load_safetensors(cut + "/checkpoint.safetensors");
+  for (const auto& [name, t] : a.tensors)
+    EXPECT_EQ(std::memcmp(t.raw(), b.at(name).raw(), t.nbytes()), 0) << name << " differs";
+}
+
 TEST_F(App, ANewRunRefusesToOverwriteAnExistingOne) {
   std::string before = read_text(checkpoint());
   RunResult r = run_cvae(train_args(run_, 1));
