@@ -21,6 +21,7 @@ ProgressBar::ProgressBar(std::string label, int64_t total, int64_t first, int64_
       first_(first),
       plain_every_(plain_every > 0 ? plain_every : 1),
       tty_(::isatty(STDOUT_FILENO) == 1),
+      last_plain_(first),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
@@ -43,7 +44,9 @@ void ProgressBar::update(int64_t step, int64_t images, double running_loss) {
                 static_cast<long long>(step), static_cast<long long>(total_), rate, running_loss,
                 format_duration(eta).c_str());
   } else {
-    if (step % plain_every_ != 0 && step != total_) return;
+    // a line each time a multiple of plain_every_ is passed (updates may skip steps)
+    if (step / plain_every_ == last_plain_ / plain_every_ && step != total_) return;
+    last_plain_ = step;
     std::printf("%s step %lld/%lld  %.0f img/s  loss %.4f  ETA %s\n", label_.c_str(),
                 static_cast<long long>(step), static_cast<long long>(total_), rate, running_loss,
                 format_duration(eta).c_str());

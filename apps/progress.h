@@ -13,6 +13,8 @@ class ProgressBar {
  public:
   // `total` steps in this epoch, starting at `first` (after a resume).
   ProgressBar(std::string label, int64_t total, int64_t first, int64_t plain_every);
+  // `images` since the last update; updates may skip steps (GPU runs read the
+  // loss back only every few steps).
   void update(int64_t step, int64_t images, double running_loss);
   void finish();  // ends the line on a terminal
 
@@ -20,6 +22,7 @@ class ProgressBar {
   std::string label_;
   int64_t total_, first_, plain_every_;
   bool tty_;
+  int64_t last_plain_;
   std::chrono::steady_clock::time_point start_, last_draw_;
   int64_t images_ = 0;
 };

@@ -15,6 +15,7 @@
 #include "apps/plot.h"
 #include "apps/progress.h"
 #include "engine/autograd.h"
+#include "engine/device.h"
 #include "engine/png.h"
 #include "models/vae.h"
 
@@ -43,6 +44,9 @@ struct EpochEval {
 
 // The tutorial's test ELBO: the mean over test images of a single-sample MC
 // ELBO; also with the analytic KL. Autoencoders: the mean reconstruction loss.
+// The device the model's parameters live on.
+Device model_device(Model& model) { return model.parameters().at(0).device(); }
+
 EpochEval evaluate(Model& model, const IdxImages& test, const RunConfig& c, int64_t epoch) {
   auto t0 = std::chrono::steady_clock::now();
   NoGradGuard no_grad;
@@ -54,7 +58,8 @@ EpochEval evaluate(Model& model, const IdxImages& test, const RunConfig& c, int6
   for (int64_t b = 0; b < test.count; b += chunk) {
     int n = static_cast<int>(std::min<int64_t>(chunk, test.count - b));
     // The test set is binarized the same way every epoch (dynamic: one fixed draw).
-    Tensor x = gather_batch(test, idx.data() + b, n, c.binarize, stream_seed(c.seed, Stream::Binarize) + 1, 0);
+    Tensor x = gather_batch(test, idx.data() + b, n, c.binarize, stream_seed(c.seed, Stream::Binarize) + 1, 0)
+                   .to_device(model_device(model));
     if (auto* vae = dynamic_cast<VAE*>(&model)) {
       BoundSums s = vae_bounds(*vae, x, rng, 1, 0);
       ev.elbo += s.elbo_mc;
@@ -79,12 +84,13 @@ void write_epoch_image(Model& model, const IdxImages& test, const RunConfig& c,
   Tensor images;
   if (model.is_vae()) {
     Philox rng{stream_seed(c.seed, Stream::Samples), 0};
-    images = model.decode_images(randn({16, model.latent_dim()}, rng));
+    images = model.decode_images(randn({16, model.latent_dim()}, rng, DType::F32, model_device(model)));
   } else {
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < std::min<int64_t>(16, test.count); ++i) idx.push_back(i);
     images = model.reconstruct(gather_batch(test, idx.data(), int(idx.size()), c.binarize,
-                                            stream_seed(c.seed, Stream::Binarize) + 1, 0));
+                                            stream_seed(c.seed, Stream::Binarize) + 1, 0)
+                                   .to_device(model_device(model)));
   }
   char name[64];
   std::snprintf(name, sizeof name, "image_at_epoch_%04lld.png", static_cast<long long>(epoch));
@@ -111,8 +117,13 @@ void prepare_new_run_dir(const fs::path& dir) {
 }  // namespace
 
 int run_train(const TrainOptions& opt) {
-  if (opt.device == "cuda")
-    throw UsageError("--device cuda: this build has no CUDA backend yet; use --device cpu");
+  std::string device_note;
+  Device device;
+  try {
+    device = resolve_device(opt.device, &device_note);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   // From here on Ctrl-C (or SIGTERM) only sets a flag: the loop checkpoints and stops.
   g_interrupted = 0;
   auto old_int = std::signal(SIGINT, on_interrupt);
@@ -147,6 +158,7 @@ int run_train(const TrainOptions& opt) {
                 static_cast<long long>(progress.epoch));
     return 0;
   }
+  model->to_device(device);
   Adam adam(model->named_parameters(), AdamOptions{c.lr});
   if (ck) restore_optimizer(*ck, adam);
 
@@ -155,12 +167,19 @@ int run_train(const TrainOptions& opt) {
   limit_images(data.test, data.test_labels, opt.limit_test);
   const int64_t ntrain = data.train.count, B = c.batch_size;
   const int64_t steps = (ntrain + B - 1) / B;  // the last partial batch is kept
+  // On the GPU the training set lives there; a step gathers its batch in place.
+  std::unique_ptr<DeviceImages> train_on_device;
+  if (device == Device::CUDA) train_on_device = std::make_unique<DeviceImages>(data.train);
+  // The loss comes back to the host only every read_every steps on the GPU
+  // (a read is a synchronisation); on the CPU it is free, so every step.
+  const int64_t plain_every = opt.log_every > 0 ? opt.log_every : std::max<int64_t>(1, steps / 10);
+  const int64_t read_every = device == Device::CUDA ? std::min<int64_t>(plain_every, 50) : 1;
   std::printf("training %s (latent %d) on %s: %lld train / %lld test images, batch %lld, "
-              "Adam lr %g, KL %s, binarization %s, CPU, %d epochs -> %s\n",
+              "Adam lr %g, KL %s, binarization %s, %s, %d epochs -> %s\n",
               c.model.kind.c_str(), model->latent_dim(), c.data_dir.c_str(),
               static_cast<long long>(ntrain), static_cast<long long>(data.test.count),
               static_cast<long long>(B), c.lr, kl_name(c.kl), binarize_name(c.binarize),
-              opt.epochs, dir.string().c_str());
+              device_note.c_str(), opt.epochs, dir.string().c_str());
 
   for (int64_t epoch = progress.epoch; epoch < opt.epochs; ++epoch) {
     std::vector<int64_t> order = shuffled_indices(ntrain, stream_seed(c.seed, Stream::Shuffle), uint64_t(epoch));
@@ -168,23 +187,35 @@ int run_train(const TrainOptions& opt) {
                  progress.step_in_epoch > 0 ? progress.noise_offset : uint64_t(epoch) << 40};
     char label[48];
     std::snprintf(label, sizeof label, "epoch %lld/%d", static_cast<long long>(epoch + 1), opt.epochs);
-    ProgressBar bar(label, steps, progress.step_in_epoch, opt.log_every > 0 ? opt.log_every : std::max<int64_t>(1, steps / 10));
+    ProgressBar bar(label, steps, progress.step_in_epoch, plain_every);
+    if (train_on_device) train_on_device->set_order(order);
     auto t0 = std::chrono::steady_clock::now();
-    double loss_sum = 0;
-    int64_t loss_count = 0, images_seen = 0;
+    Tensor loss_sum = Tensor::zeros({}, DType::F32, device);  // summed where the losses are
+    int64_t loss_count = 0, images_seen = 0, images_unreported = 0;
+    double loss_mean = 0;
     for (int64_t s = progress.step_in_epoch; s < steps; ++s) {
       int n = static_cast<int>(std::min(B, ntrain - s * B));
-      Tensor x = gather_batch(data.train, order.data() + s * B, n, c.binarize,
-                              stream_seed(c.seed, Stream::Binarize), uint64_t(epoch));
+      uint64_t bin_seed = stream_seed(c.seed, Stream::Binarize);
+      Tensor x = train_on_device
+                     ? train_on_device->batch(s * B, n, c.binarize, bin_seed, uint64_t(epoch))
+                     : gather_batch(data.train, order.data() + s * B, n, c.binarize, bin_seed, uint64_t(epoch));
       Tensor loss = model->loss(x, noise, c.kl);
       adam.zero_grad();
       loss.backward();
       adam.step();
       ++progress.step;
-      loss_sum += loss.item();
+      {
+        NoGradGuard no_grad;
+        loss_sum = add(loss_sum, loss.detach());
+      }
       ++loss_count;
       images_seen += n;
-      bar.update(s + 1, n, loss_sum / double(loss_count));
+      images_unreported += n;
+      if ((s + 1) % read_every == 0 || s + 1 == steps || g_interrupted) {
+        loss_mean = loss_sum.item() / double(loss_count);  // the only host read of a step
+        bar.update(s + 1, images_unreported, loss_mean);
+        images_unreported = 0;
+      }
       if (g_interrupted) {
         bar.finish();
         progress.step_in_epoch = s + 1;
@@ -203,7 +234,8 @@ int run_train(const TrainOptions& opt) {
 
     EpochEval ev = evaluate(*model, data.test, c, epoch + 1);
     json line = {{"epoch", epoch + 1}, {"step", progress.step},
-                 {"train_loss", loss_count ? loss_sum / double(loss_count) : 0.0},
+                 {"train_loss", loss_mean},
+                 {"device", device == Device::CUDA ? "cuda" : "cpu"},
                  {"epoch_time_s", train_secs},
                  {"images_per_s", double(images_seen) / train_secs},
                  {"eval_time_s", ev.seconds}};

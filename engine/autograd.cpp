@@ -80,17 +80,16 @@ void accumulate_grad(TensorImpl* t, const Tensor& g) {
     acc = acc.clone();
     t->grad = acc.impl_ptr();
   }
-  detail::dispatch(acc.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::axpy<T>(acc.numel(), T(1), g.data<T>(), acc.data<T>());
-  });
+  CVAE_RUN_KERNEL(acc, axpy, acc.numel(), T(1), g.data<T>(), acc.data<T>());
 }
 
 void Tensor::backward() const {
   if (numel() != 1) throw std::logic_error("backward() needs a scalar, got shape " + shape_str(shape()));
   if (!tracks_grad(*this)) throw std::logic_error("backward() on a tensor that does not require grad");
   std::vector<std::shared_ptr<TensorImpl>> order = topological_order(impl_ptr());
-  accumulate_grad(impl(), Tensor::full(shape(), 1.0, dtype()));
+  Tensor one = Tensor::empty(shape(), dtype(), device());
+  one.fill_(1.0);
+  accumulate_grad(impl(), one);
   NoGradGuard no_grad;  // backward closures build no tape of their own
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     std::shared_ptr<TensorImpl> t = std::move(*it);  // released at the end of the iteration

@@ -6,7 +6,18 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/device.h"
 #include "engine/tensor.h"
+#if defined(CVAE_HAVE_CUDA)
+#include "kernels/cuda/kernels_cuda.h"
+// The CUDA side of an op; compiled away in builds without CUDA (where no
+// tensor can live on the GPU, so it is never reached).
+#define CVAE_CUDA_ONLY(...) __VA_ARGS__
+#else
+#define CVAE_CUDA_ONLY(...) ((void)0)
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+#endif
 
 namespace cvae::detail {
 
@@ -22,8 +33,36 @@ inline void check(bool cond, const char* op, const std::string& message) {
   if (!cond) throw std::invalid_argument(std::string(op) + ": " + message);
 }
 
-// All defined tensors share the first one's dtype and device, and live on the CPU
-// (the CUDA dispatch arrives with the CUDA backend).
+// One dispatch per op call: cpu(tag) with tag float or double for CPU tensors,
+// cuda(stream) for CUDA tensors (float32 only).
+template <typename Cpu, typename Cuda>
+void on_device(const Tensor& t, Cpu&& cpu, Cuda&& cuda) {
+  if (t.device() == Device::CUDA) {
+    cuda(cuda_stream());
+    return;
+  }
+  dispatch(t.dtype(), cpu);
+}
+
+// Runs kernels::cpu::NAME<T>(ARGS...) or kernels::cuda::NAME(ARGS..., stream)
+// for t's device and dtype. Inside ARGS, T names the element type (float on
+// the GPU), so one argument list serves both twins: e.g.
+//   CVAE_RUN_KERNEL(x, relu_fwd, x.numel(), x.data<T>(), y.data<T>());
+#define CVAE_RUN_KERNEL(t, NAME, ...)                                              \
+  ::cvae::detail::on_device(                                                       \
+      (t),                                                                         \
+      [&](auto tag_) {                                                             \
+        using T = decltype(tag_);                                                  \
+        ::cvae::kernels::cpu::NAME<T>(__VA_ARGS__);                                \
+      },                                                                           \
+      [&](cudaStream_t stream_) {                                                  \
+        using T = float;                                                           \
+        (void)sizeof(T);                                                           \
+        (void)stream_;                                                             \
+        CVAE_CUDA_ONLY(::cvae::kernels::cuda::NAME(__VA_ARGS__, stream_));         \
+      })
+
+// All defined tensors share the first one's dtype and device.
 inline void check_same_kind(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {
@@ -31,7 +70,6 @@ inline void check_same_kind(const char* op, std::initializer_list<const Tensor*>
     if (!first) first = t;
     check(t->dtype() == first->dtype(), op, "mixed dtypes");
     check(t->device() == first->device(), op, "tensors on different devices");
-    check(t->device() == Device::CPU, op, "CUDA tensors are not supported yet");
   }
 }
 

@@ -40,6 +40,17 @@ void Module::to(DType dtype) {
   }
 }
 
+void Module::to_device(Device device) {
+  for (Tensor& t : parameters()) {
+    if (t.device() == device) continue;
+    Tensor moved = t.to_device(device);
+    TensorImpl* impl = t.impl();  // swap the storage under every handle to this parameter
+    impl->storage = moved.impl()->storage;
+    impl->device = device;
+    impl->grad.reset();
+  }
+}
+
 void Module::load(const NamedTensors& src, const std::string& prefix) {
   for (auto& [name, dst] : named_parameters(prefix)) {
     const Tensor* found = nullptr;

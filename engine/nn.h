@@ -27,6 +27,8 @@ class Module {
   void zero_grad();
   // Converts every parameter in place (handles stay valid): float64 for gradient checks.
   void to(DType dtype);
+  // Moves every parameter to the device in place (handles stay valid).
+  void to_device(Device device);
   // Copies values from `src` (by name); throws when a name or shape is missing.
   void load(const NamedTensors& src, const std::string& prefix = "");
 

@@ -55,6 +55,13 @@ Tensor log_normal_pdf(const Tensor& x, const Tensor& mean, const Tensor& logvar)
 // Per row: KL(N(m, exp(lv)) || N(0, I)) = -0.5*sum(1 + lv - m^2 - exp(lv)) -> [N].
 Tensor kl_normal(const Tensor& mean, const Tensor& logvar);
 
+// The tutorial's whole loss in one fused op (kernels.h: vae_loss_fwd/bwd):
+// logits, x [N,...]; z, mean, logvar [N,L]; -mean over rows of
+// log p(x|z) + log p(z) - log q(z|x) (Monte Carlo) or log p(x|z) - KL
+// (analytic). Gradients flow to logits, z, mean and logvar (not x).
+Tensor vae_elbo_loss(const Tensor& logits, const Tensor& x, const Tensor& z, const Tensor& mean,
+                     const Tensor& logvar, bool analytic);
+
 // --- randomness -------------------------------------------------------------------
 // A Philox4x32-10 stream: (seed, offset). Each draw of n numbers uses the
 // blocks [offset, offset + ceil(n/4)) and advances offset past them, so a
@@ -63,9 +70,10 @@ struct Philox {
   uint64_t seed = 0;
   uint64_t offset = 0;
 };
-Tensor randn(const Shape& shape, Philox& rng, DType dtype = DType::F32);
+Tensor randn(const Shape& shape, Philox& rng, DType dtype = DType::F32,
+             Device device = Device::CPU);
 Tensor rand_uniform(const Shape& shape, double lo, double hi, Philox& rng,
-                    DType dtype = DType::F32);
+                    DType dtype = DType::F32, Device device = Device::CPU);
 // z = eps * exp(logvar / 2) + mean (composite: gradients flow to mean, logvar).
 Tensor reparameterize(const Tensor& mean, const Tensor& logvar, const Tensor& eps);
 Tensor reparameterize(const Tensor& mean, const Tensor& logvar, Philox& rng);

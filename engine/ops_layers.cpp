@@ -18,21 +18,51 @@ enum class ConvPass { Fprop, Dgrad, Wgrad };
 // out = pass(a, b) for the conv problem s; out's shape is given.
 Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Tensor& b,
                  const Shape& out_shape) {
-  Tensor out = Tensor::empty(out_shape, a.dtype());
-  Tensor ws = Tensor::empty({static_cast<int64_t>(kernels::conv2d_workspace_elems(s))}, a.dtype());
-  dispatch(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* pa = a.data<T>();
-    const T* pb = b.data<T>();
-    T* po = out.data<T>();
-    T* pw = ws.data<T>();
-    switch (pass) {
-      case ConvPass::Fprop: kernels::cpu::conv2d_fprop<T>(s, pa, pb, po, pw); break;  // a=x, b=w
-      case ConvPass::Dgrad: kernels::cpu::conv2d_dgrad<T>(s, pa, pb, po, pw); break;  // a=dy, b=w
-      case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw); break;  // a=x, b=dy
-    }
-  });
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  detail::on_device(
+      a,
+      [&](auto tag) {
+        using T = decltype(tag);
+        Tensor ws = Tensor::empty({static_cast<int64_t>(kernels::conv2d_workspace_elems(s))}, a.dtype());
+        const T* pa = a.data<T>();
+        const T* pb = b.data<T>();
+        T* po = out.data<T>();
+        T* pw = ws.data<T>();
+        switch (pass) {
+          case ConvPass::Fprop: kernels::cpu::conv2d_fprop<T>(s, pa, pb, po, pw); break;  // a=x, b=w
+          case ConvPass::Dgrad: kernels::cpu::conv2d_dgrad<T>(s, pa, pb, po, pw); break;  // a=dy, b=w
+          case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw); break;  // a=x, b=dy
+        }
+      },
+      [&](cudaStream_t st) {  // the CUDA kernels gather: no workspace
+        const float* pa = a.data<float>();
+        const float* pb = b.data<float>();
+        float* po = out.data<float>();
+        switch (pass) {
+          case ConvPass::Fprop: CVAE_CUDA_ONLY(kernels::cuda::conv2d_fprop(s, pa, pb, po, st)); break;
+          case ConvPass::Dgrad: CVAE_CUDA_ONLY(kernels::cuda::conv2d_dgrad(s, pa, pb, po, st)); break;
+          case ConvPass::Wgrad: CVAE_CUDA_ONLY(kernels::cuda::conv2d_wgrad(s, pa, pb, po, st)); break;
+        }
+        (void)pa, (void)pb, (void)po, (void)st;
+      });
   return out;
+}
+
+// out = op(A) op(B) for row-major matrices, on a's device.
+void matmul_into(bool ta, bool tb, int M, int N, int K, const Tensor& A, int lda, const Tensor& B,
+                 int ldb, Tensor& C, int ldc) {
+  detail::on_device(
+      A,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::cpu::gemm<T>(ta, tb, M, N, K, T(1), A.data<T>(), lda, B.data<T>(), ldb, T(0),
+                              C.data<T>(), ldc);
+      },
+      [&](cudaStream_t st) {
+        CVAE_CUDA_ONLY(kernels::cuda::gemm(ta, tb, M, N, K, 1.0f, A.data<float>(), lda,
+                                           B.data<float>(), ldb, 0.0f, C.data<float>(), ldc, st));
+        (void)st;
+      });
 }
 
 Shape x_shape(const Conv2dShape& s) { return {s.N, s.C, s.H, s.W}; }
@@ -93,27 +123,18 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   check(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "linear",
         "shapes " + shape_str(x.shape()) + " and " + shape_str(w.shape()) + " do not fit");
   int N = int(x.size(0)), in = int(x.size(1)), out = int(w.size(0));
-  Tensor y = Tensor::empty({N, out}, x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::gemm<T>(false, true, N, out, in, T(1), x.data<T>(), in, w.data<T>(), in, T(0),
-                          y.data<T>(), out);
-  });
+  Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
+  matmul_into(false, true, N, out, in, x, in, w, in, y, out);
   return attach(y, {x, w}, [x, w, N, in, out](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dx, dw;
-    dispatch(x.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      if (tracks_grad(x)) {
-        dx = Tensor::empty(x.shape(), x.dtype());
-        kernels::cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, w.data<T>(), in,
-                              T(0), dx.data<T>(), in);
-      }
-      if (tracks_grad(w)) {
-        dw = Tensor::empty(w.shape(), w.dtype());
-        kernels::cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in,
-                              T(0), dw.data<T>(), in);
-      }
-    });
+    if (tracks_grad(x)) {
+      dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+      matmul_into(false, false, N, in, out, dy, out, w, in, dx, in);
+    }
+    if (tracks_grad(w)) {
+      dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      matmul_into(true, false, out, in, N, dy, out, x, in, dw, in);
+    }
     return {dx, dw};
   });
 }
@@ -125,19 +146,32 @@ Tensor bias_add(const Tensor& x, const Tensor& b) {
         "bias " + shape_str(b.shape()) + " does not fit input " + shape_str(x.shape()));
   int N = int(x.size(0)), C = int(x.size(1));
   int64_t HW = x.numel() / (int64_t(N) * C);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::bias_add_fwd<T>(N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
-  });
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  detail::on_device(
+      x,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::cpu::bias_add_fwd<T>(N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
+      },
+      [&](cudaStream_t st) {
+        CVAE_CUDA_ONLY(kernels::cuda::bias_add_fwd(N, C, HW, x.data<float>(), b.data<float>(),
+                                                   y.data<float>(), st));
+        (void)st;
+      });
   return attach(y, {x, b}, [b, N, C, HW](const Tensor& dy) -> std::vector<Tensor> {
     Tensor db;
     if (tracks_grad(b)) {
-      db = Tensor::empty(b.shape(), b.dtype());
-      dispatch(dy.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        kernels::cpu::bias_add_bwd<T>(N, C, HW, dy.data<T>(), db.data<T>());
-      });
+      db = Tensor::empty(b.shape(), b.dtype(), b.device());
+      detail::on_device(
+          dy,
+          [&](auto tag) {
+            using T = decltype(tag);
+            kernels::cpu::bias_add_bwd<T>(N, C, HW, dy.data<T>(), db.data<T>());
+          },
+          [&](cudaStream_t st) {
+            CVAE_CUDA_ONLY(kernels::cuda::bias_add_bwd(N, C, HW, dy.data<float>(), db.data<float>(), st));
+            (void)st;
+          });
     }
     return {dy, db};
   });

@@ -9,7 +9,6 @@ namespace cvae {
 namespace {
 
 using detail::check;
-using detail::dispatch;
 
 template <typename T>
 const T* ptr_or_null(const Tensor& t) {
@@ -18,7 +17,7 @@ const T* ptr_or_null(const Tensor& t) {
 
 // An output gradient for t when it is on the tape, else an undefined tensor.
 Tensor grad_buffer(const Tensor& t) {
-  return tracks_grad(t) ? Tensor::empty(t.shape(), t.dtype()) : Tensor();
+  return tracks_grad(t) ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor();
 }
 
 template <typename T>
@@ -38,18 +37,12 @@ std::pair<int, int> rows(const Tensor& x, const char* op) {
 Tensor sigmoid_cross_entropy_with_logits(const Tensor& logits, const Tensor& labels) {
   detail::check_same_kind("sigmoid_cross_entropy_with_logits", {&logits, &labels});
   detail::check_same_shape("sigmoid_cross_entropy_with_logits", logits, labels);
-  Tensor y = Tensor::empty(logits.shape(), logits.dtype());
-  dispatch(logits.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::sigmoid_ce_fwd<T>(y.numel(), logits.data<T>(), labels.data<T>(), y.data<T>());
-  });
+  Tensor y = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  CVAE_RUN_KERNEL(logits, sigmoid_ce_fwd, y.numel(), logits.data<T>(), labels.data<T>(), y.data<T>());
   return attach(y, {logits, labels}, [logits, labels](const Tensor& dl) -> std::vector<Tensor> {
     Tensor dx = grad_buffer(logits), dt = grad_buffer(labels);
-    dispatch(dl.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::sigmoid_ce_bwd<T>(dl.numel(), logits.data<T>(), labels.data<T>(),
-                                      dl.data<T>(), ptr_or_null_mut<T>(dx), ptr_or_null_mut<T>(dt));
-    });
+    CVAE_RUN_KERNEL(dl, sigmoid_ce_bwd, dl.numel(), logits.data<T>(), labels.data<T>(),
+                    dl.data<T>(), ptr_or_null_mut<T>(dx), ptr_or_null_mut<T>(dt));
     return {dx, dt};
   });
 }
@@ -61,21 +54,14 @@ Tensor log_normal_pdf(const Tensor& x, const Tensor& mean, const Tensor& logvar)
   if (mean.defined()) detail::check_same_shape(op, x, mean);
   if (logvar.defined()) detail::check_same_shape(op, x, logvar);
   auto [N, D] = rows(x, op);
-  Tensor y = Tensor::empty({N}, x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::log_normal_pdf_fwd<T>(N, D, x.data<T>(), ptr_or_null<T>(mean),
-                                        ptr_or_null<T>(logvar), y.data<T>());
-  });
+  Tensor y = Tensor::empty({N}, x.dtype(), x.device());
+  CVAE_RUN_KERNEL(x, log_normal_pdf_fwd, N, D, x.data<T>(), ptr_or_null<T>(mean),
+                  ptr_or_null<T>(logvar), y.data<T>());
   return attach(y, {x, mean, logvar}, [x, mean, logvar, N = N, D = D](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dx = grad_buffer(x), dm = grad_buffer(mean), dlv = grad_buffer(logvar);
-    dispatch(dy.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::log_normal_pdf_bwd<T>(N, D, x.data<T>(), ptr_or_null<T>(mean),
-                                          ptr_or_null<T>(logvar), dy.data<T>(),
-                                          ptr_or_null_mut<T>(dx), ptr_or_null_mut<T>(dm),
-                                          ptr_or_null_mut<T>(dlv));
-    });
+    CVAE_RUN_KERNEL(dy, log_normal_pdf_bwd, N, D, x.data<T>(), ptr_or_null<T>(mean),
+                    ptr_or_null<T>(logvar), dy.data<T>(), ptr_or_null_mut<T>(dx),
+                    ptr_or_null_mut<T>(dm), ptr_or_null_mut<T>(dlv));
     return {dx, dm, dlv};
   });
 }
@@ -86,40 +72,57 @@ Tensor kl_normal(const Tensor& mean, const Tensor& logvar) {
   detail::check_same_kind(op, {&mean, &logvar});
   detail::check_same_shape(op, mean, logvar);
   auto [N, D] = rows(mean, op);
-  Tensor y = Tensor::empty({N}, mean.dtype());
-  dispatch(mean.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::kl_normal_fwd<T>(N, D, mean.data<T>(), logvar.data<T>(), y.data<T>());
-  });
+  Tensor y = Tensor::empty({N}, mean.dtype(), mean.device());
+  CVAE_RUN_KERNEL(mean, kl_normal_fwd, N, D, mean.data<T>(), logvar.data<T>(), y.data<T>());
   return attach(y, {mean, logvar}, [mean, logvar, N = N, D = D](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dm = grad_buffer(mean), dlv = grad_buffer(logvar);
-    dispatch(dy.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::kl_normal_bwd<T>(N, D, mean.data<T>(), logvar.data<T>(), dy.data<T>(),
-                                     ptr_or_null_mut<T>(dm), ptr_or_null_mut<T>(dlv));
-    });
+    CVAE_RUN_KERNEL(dy, kl_normal_bwd, N, D, mean.data<T>(), logvar.data<T>(), dy.data<T>(),
+                    ptr_or_null_mut<T>(dm), ptr_or_null_mut<T>(dlv));
     return {dm, dlv};
   });
 }
 
-Tensor randn(const Shape& shape, Philox& rng, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::normal_fill<T>(t.numel(), rng.seed, rng.offset, t.data<T>());
-  });
+Tensor randn(const Shape& shape, Philox& rng, DType dtype, Device device) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  CVAE_RUN_KERNEL(t, normal_fill, t.numel(), rng.seed, rng.offset, t.data<T>());
   rng.offset += kernels::philox_blocks(t.numel());
   return t;
 }
 
-Tensor rand_uniform(const Shape& shape, double lo, double hi, Philox& rng, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::uniform_fill<T>(t.numel(), rng.seed, rng.offset, T(lo), T(hi), t.data<T>());
-  });
+Tensor rand_uniform(const Shape& shape, double lo, double hi, Philox& rng, DType dtype,
+                    Device device) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  CVAE_RUN_KERNEL(t, uniform_fill, t.numel(), rng.seed, rng.offset, T(lo), T(hi), t.data<T>());
   rng.offset += kernels::philox_blocks(t.numel());
   return t;
+}
+
+// The fused loss: forward writes the scalar and the per-row ELBOs; backward
+// reads the upstream gradient where it lives (no host round trip on the GPU).
+Tensor vae_elbo_loss(const Tensor& logits, const Tensor& x, const Tensor& z, const Tensor& mean,
+                     const Tensor& logvar, bool analytic) {
+  const char* op = "vae_elbo_loss";
+  detail::check_same_kind(op, {&logits, &x, &z, &mean, &logvar});
+  detail::check_same_shape(op, logits, x);
+  detail::check_same_shape(op, z, mean);
+  detail::check_same_shape(op, z, logvar);
+  check(z.dim() == 2 && logits.size(0) == z.size(0), op,
+        "logits " + shape_str(logits.shape()) + " and latents " + shape_str(z.shape()) + " do not fit");
+  kernels::VaeLossShape s{int(z.size(0)), int(logits.numel() / z.size(0)), int(z.size(1)), analytic};
+  Tensor loss = Tensor::empty({}, x.dtype(), x.device());
+  Tensor rows_elbo = Tensor::empty({s.N}, x.dtype(), x.device());
+  CVAE_RUN_KERNEL(x, vae_loss_fwd, s, logits.data<T>(), x.data<T>(), z.data<T>(), mean.data<T>(),
+                  logvar.data<T>(), loss.data<T>(), rows_elbo.data<T>());
+  return attach(loss, {logits, x, z, mean, logvar},
+                [logits, x, z, mean, logvar, s](const Tensor& g) -> std::vector<Tensor> {
+                  Tensor dl = grad_buffer(logits), dz = grad_buffer(z), dm = grad_buffer(mean),
+                         dlv = grad_buffer(logvar);
+                  CVAE_RUN_KERNEL(g, vae_loss_bwd, s, logits.data<T>(), x.data<T>(), z.data<T>(),
+                                  mean.data<T>(), logvar.data<T>(), g.data<T>(),
+                                  ptr_or_null_mut<T>(dl), ptr_or_null_mut<T>(dz),
+                                  ptr_or_null_mut<T>(dm), ptr_or_null_mut<T>(dlv));
+                  return {dl, Tensor(), dz, dm, dlv};
+                });
 }
 
 Tensor reparameterize(const Tensor& mean, const Tensor& logvar, const Tensor& eps) {
@@ -127,7 +130,7 @@ Tensor reparameterize(const Tensor& mean, const Tensor& logvar, const Tensor& ep
 }
 
 Tensor reparameterize(const Tensor& mean, const Tensor& logvar, Philox& rng) {
-  return reparameterize(mean, logvar, randn(mean.shape(), rng, mean.dtype()));
+  return reparameterize(mean, logvar, randn(mean.shape(), rng, mean.dtype(), mean.device()));
 }
 
 }  // namespace cvae

@@ -13,7 +13,6 @@ namespace cvae {
 namespace {
 
 using detail::check;
-using detail::dispatch;
 
 int64_t prod(const Shape& s, size_t begin, size_t end) {
   int64_t p = 1;
@@ -28,18 +27,12 @@ Tensor sum_run(const Tensor& x, size_t first, size_t last) {
           inner = prod(xs, last + 1, xs.size());
   Shape ys(xs.begin(), xs.begin() + static_cast<int64_t>(first));
   ys.insert(ys.end(), xs.begin() + static_cast<int64_t>(last) + 1, xs.end());
-  Tensor y = Tensor::empty(ys, x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::cpu::sum_mid<T>(outer, mid, inner, x.data<T>(), y.data<T>());
-  });
+  Tensor y = Tensor::empty(ys, x.dtype(), x.device());
+  CVAE_RUN_KERNEL(x, sum_mid, outer, mid, inner, x.data<T>(), y.data<T>());
   Shape shape = xs;
   return attach(y, {x}, [shape, outer, mid, inner](const Tensor& dy) -> std::vector<Tensor> {
-    Tensor dx = Tensor::empty(shape, dy.dtype());
-    dispatch(dy.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::broadcast_mid<T>(outer, mid, inner, T(1), dy.data<T>(), dx.data<T>());
-    });
+    Tensor dx = Tensor::empty(shape, dy.dtype(), dy.device());
+    CVAE_RUN_KERNEL(dy, broadcast_mid, outer, mid, inner, T(1), dy.data<T>(), dx.data<T>());
     return {dx};
   });
 }
@@ -64,25 +57,34 @@ int64_t reduced_count(const Tensor& x, const std::vector<size_t>& axes) {
   return c;
 }
 
+// Copies `rows` rows of `bytes` bytes from src (row stride src_stride) to dst
+// (row stride dst_stride), all in bytes, on t's device.
+void copy_rows(const Tensor& t, char* dst, int64_t dst_stride, const char* src, int64_t src_stride,
+               int64_t rows, int64_t bytes) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if (t.device() == Device::CPU) {
+      std::memcpy(dst + r * dst_stride, src + r * src_stride, static_cast<size_t>(bytes));
+    } else {
+      CVAE_CUDA_ONLY(kernels::cuda::memcpy_d2d(dst + r * dst_stride, src + r * src_stride,
+                                               static_cast<size_t>(bytes), cuda_stream()));
+    }
+  }
+}
+
 // Narrow along dim 1: y = x[:, start:start+len, ...]; dx = zeros with dy placed.
 Tensor narrow1(const Tensor& x, int64_t start, int64_t len) {
   Shape ys = x.shape();
   ys[1] = len;
+  int64_t es = static_cast<int64_t>(dtype_size(x.dtype()));
   int64_t rows = x.size(0), inner = prod(x.shape(), 2, x.shape().size());
-  int64_t xrow = x.size(1) * inner, yrow = len * inner;
-  size_t es = dtype_size(x.dtype());
-  Tensor y = Tensor::empty(ys, x.dtype());
-  auto* src = static_cast<const char*>(x.raw());
-  auto* dst = static_cast<char*>(y.raw());
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(dst + r * yrow * es, src + (r * xrow + start * inner) * es, yrow * es);
+  int64_t xrow = x.size(1) * inner * es, yrow = len * inner * es, off = start * inner * es;
+  Tensor y = Tensor::empty(ys, x.dtype(), x.device());
+  copy_rows(x, static_cast<char*>(y.raw()), yrow, static_cast<const char*>(x.raw()) + off, xrow, rows, yrow);
   Shape xs = x.shape();
-  return attach(y, {x}, [xs, start, rows, xrow, yrow, inner, es](const Tensor& dy) -> std::vector<Tensor> {
-    Tensor dx = Tensor::zeros(xs, dy.dtype());
-    auto* gsrc = static_cast<const char*>(dy.raw());
-    auto* gdst = static_cast<char*>(dx.raw());
-    for (int64_t r = 0; r < rows; ++r)
-      std::memcpy(gdst + (r * xrow + start * inner) * es, gsrc + r * yrow * es, yrow * es);
+  return attach(y, {x}, [xs, rows, xrow, yrow, off](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = Tensor::zeros(xs, dy.dtype(), dy.device());
+    copy_rows(dy, static_cast<char*>(dx.raw()) + off, xrow, static_cast<const char*>(dy.raw()), yrow,
+              rows, yrow);
     return {dx};
   });
 }

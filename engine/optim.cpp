@@ -1,7 +1,13 @@
-// optim.cpp: Adam and SGD. Each step is one kernel call per parameter tensor.
+// optim.cpp: Adam and SGD. On the CPU, one kernel call per parameter tensor;
+// on the GPU, Adam is one launch over every parameter (a table of pointers in
+// device memory, rebuilt only when a pointer changes) with the step counter on
+// the device, so the update needs no host round trip and can sit in a graph.
 #include "engine/optim.h"
 
+#include <cstring>
+
 #include "engine/autograd.h"
+#include "engine/device.h"
 #include "engine/dispatch.h"
 #include "kernels/kernels.h"
 
@@ -13,13 +19,19 @@ void Optimizer::zero_grad() {
 
 Adam::Adam(NamedTensors params, AdamOptions opt) : Optimizer(std::move(params)), opt_(opt) {
   for (auto& [name, p] : params_) {
-    m_.push_back(Tensor::zeros(p.shape(), p.dtype()));
-    v_.push_back(Tensor::zeros(p.shape(), p.dtype()));
+    m_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+    v_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
   }
+}
+
+void Adam::set_steps(int64_t s) {
+  step_ = s;
+  device_step_.reset();  // re-uploaded from step_ at the next GPU step
 }
 
 void Adam::step() {
   ++step_;
+  if (!params_.empty() && params_[0].second.device() == Device::CUDA) return step_cuda();
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
     Tensor g = p.grad();
@@ -30,6 +42,41 @@ void Adam::step() {
                                  v_[i].data<T>(), opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, step_);
     });
   }
+}
+
+void Adam::step_cuda() {
+#if defined(CVAE_HAVE_CUDA)
+  std::vector<kernels::cuda::AdamTensor> table;
+  int64_t total = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].second;
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    table.push_back({p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel()});
+    total += p.numel();
+  }
+  if (table.empty()) return;
+  auto* stream = cuda_stream();
+  if (!device_step_) {  // the counter lives on the device; seeded from the host count once
+    device_step_ = std::make_shared<Storage>(sizeof(int64_t), cuda_allocator());
+    int64_t before = step_ - 1;
+    kernels::cuda::memcpy_h2d(device_step_->data, &before, sizeof before, stream);
+  }
+  size_t bytes = table.size() * sizeof(kernels::cuda::AdamTensor);
+  if (table_host_.size() != bytes || std::memcmp(table_host_.data(), table.data(), bytes) != 0) {
+    // Pointers changed (first step, or gradients reallocated elsewhere): upload
+    // the table. With the caching allocator a steady training loop hits this once.
+    table_host_.assign(reinterpret_cast<const char*>(table.data()),
+                       reinterpret_cast<const char*>(table.data()) + bytes);
+    table_dev_ = std::make_shared<Storage>(bytes, cuda_allocator());
+    kernels::cuda::memcpy_h2d(table_dev_->data, table_host_.data(), bytes, stream);
+  }
+  auto* step_dev = static_cast<int64_t*>(device_step_->data);
+  kernels::cuda::adam_increment_step(step_dev, stream);
+  kernels::cuda::adam_step_multi(static_cast<const kernels::cuda::AdamTensor*>(table_dev_->data),
+                                 static_cast<int>(table.size()), total, step_dev, opt_.lr,
+                                 opt_.beta1, opt_.beta2, opt_.eps, stream);
+#endif
 }
 
 NamedTensors Adam::state() const {
@@ -45,10 +92,7 @@ void SGD::step() {
   for (auto& [name, p] : params_) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    detail::dispatch(p.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::sgd_step<T>(p.numel(), p.data<T>(), g.data<T>(), lr_);
-    });
+    CVAE_RUN_KERNEL(p, sgd_step, p.numel(), p.data<T>(), g.data<T>(), lr_);
   }
 }
 

@@ -35,15 +35,19 @@ class Adam : public Optimizer {
   Adam(NamedTensors params, AdamOptions opt = {});
   void step() override;  // parameters without a gradient are skipped
   int64_t steps() const { return step_; }
-  void set_steps(int64_t s) { step_ = s; }
+  void set_steps(int64_t s);
   // First and second moments named "<param>.exp_avg" / "<param>.exp_avg_sq".
   NamedTensors state() const;
   const AdamOptions& options() const { return opt_; }
 
  private:
+  void step_cuda();
   AdamOptions opt_;
-  int64_t step_ = 0;
+  int64_t step_ = 0;  // counted on the host too, for checkpoints (no read-back)
   std::vector<Tensor> m_, v_;
+  // GPU: the pointer table of the single-launch update and the step counter.
+  std::vector<char> table_host_;
+  std::shared_ptr<Storage> table_dev_, device_step_;
 };
 
 class SGD : public Optimizer {

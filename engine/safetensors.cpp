@@ -157,7 +157,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((h.size() >> (8 * i)) & 0xff);
   write_all(len, 8);
   write_all(h.data(), h.size());
-  for (const auto& [name, t] : tensors) write_all(t.raw(), t.nbytes());
+  for (const auto& [name, t] : tensors) {
+    Tensor host = t.device() == Device::CPU ? t : t.to_device(Device::CPU);  // waits for the GPU
+    write_all(host.raw(), host.nbytes());
+  }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
     throw std::runtime_error(path + ": fsync/close failed (" + std::strerror(errno) + ")");

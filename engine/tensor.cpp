@@ -6,6 +6,10 @@
 #include <stdexcept>
 
 #include "engine/autograd.h"
+#include "engine/device.h"
+#if defined(CVAE_HAVE_CUDA)
+#include "kernels/cuda/kernels_cuda.h"
+#endif
 
 namespace cvae {
 
@@ -34,10 +38,30 @@ Storage::~Storage() { allocator->deallocate(data, bytes); }
 
 namespace {
 
-Allocator* allocator_for(Device d) {
-  if (d != Device::CPU) throw std::runtime_error("CUDA tensors are not available in this build yet");
-  return cpu_allocator();
+Allocator* allocator_for(Device d) { return d == Device::CPU ? cpu_allocator() : cuda_allocator(); }
+
+}  // namespace
+
+void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t n) {
+  if (n == 0) return;
+  if (dd == Device::CPU && sd == Device::CPU) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+#if defined(CVAE_HAVE_CUDA)
+  auto* s = cuda_stream();
+  if (dd == Device::CUDA && sd == Device::CUDA) kernels::cuda::memcpy_d2d(dst, src, n, s);
+  else if (dd == Device::CUDA) kernels::cuda::memcpy_h2d(dst, src, n, s);
+  else kernels::cuda::memcpy_d2h(dst, src, n, s);  // waits: the host reads dst next
+#else
+  throw std::runtime_error("this build has no CUDA support");
+#endif
 }
+
+namespace {
+
+// A host copy of t (t itself when it is on the CPU already).
+Tensor on_host(const Tensor& t) { return t.device() == Device::CPU ? t : t.to_device(Device::CPU); }
 
 template <typename Src>
 Tensor from_host(const std::vector<Src>& v, const Shape& shape, DType dtype) {
@@ -56,7 +80,8 @@ Tensor from_host(const std::vector<Src>& v, const Shape& shape, DType dtype) {
 }
 
 template <typename Dst>
-std::vector<Dst> to_host(const Tensor& t) {
+std::vector<Dst> to_host(const Tensor& device_tensor) {
+  Tensor t = on_host(device_tensor);
   std::vector<Dst> out(static_cast<size_t>(t.numel()));
   if (t.dtype() == DType::F32) {
     const float* p = t.data<float>();
@@ -84,7 +109,13 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  std::memset(t.raw(), 0, t.nbytes());
+  if (device == Device::CPU) {
+    std::memset(t.raw(), 0, t.nbytes());
+  } else {
+#if defined(CVAE_HAVE_CUDA)
+    kernels::cuda::memset_zero(t.raw(), t.nbytes(), cuda_stream());
+#endif
+  }
   return t;
 }
 
@@ -124,16 +155,26 @@ std::vector<double> Tensor::to_double_vector() const { return to_host<double>(*t
 
 double Tensor::item() const {
   if (numel() != 1) throw std::runtime_error("item() on a tensor of shape " + shape_str(shape()));
-  return dtype() == DType::F32 ? static_cast<double>(*data<float>()) : *data<double>();
+  Tensor h = on_host(*this);  // a GPU value: waits for the queued work that makes it
+  return dtype() == DType::F32 ? static_cast<double>(*h.data<float>()) : *h.data<double>();
 }
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape(), dtype(), device());
-  std::memcpy(t.raw(), raw(), nbytes());
+  copy_bytes(t.raw(), device(), raw(), device(), nbytes());
+  return t;
+}
+
+Tensor Tensor::to_device(Device target) const {
+  if (target == Device::CUDA && dtype() != DType::F32)
+    throw std::invalid_argument("CUDA tensors are float32 only (float64 is for CPU gradient checks)");
+  Tensor t = empty(shape(), dtype(), target);
+  copy_bytes(t.raw(), target, raw(), device(), nbytes());
   return t;
 }
 
 Tensor Tensor::to(DType target) const {
+  if (device() != Device::CPU) throw std::invalid_argument("dtype conversion is CPU only");
   if (target == dtype()) return clone();
   return target == DType::F32 ? from_host(to_double_vector(), shape(), DType::F32)
                               : from_host(to_double_vector(), shape(), DType::F64);
@@ -153,10 +194,16 @@ void Tensor::copy_from(const Tensor& src) {
     throw std::invalid_argument("copy_from: " + shape_str(src.shape()) + " " +
                                 dtype_name(src.dtype()) + " into " + shape_str(shape()) + " " +
                                 dtype_name(dtype()));
-  std::memcpy(raw(), src.raw(), nbytes());
+  copy_bytes(raw(), device(), src.raw(), src.device(), nbytes());
 }
 
 void Tensor::fill_(double value) {
+  if (device() == Device::CUDA) {
+#if defined(CVAE_HAVE_CUDA)
+    kernels::cuda::fill(numel(), static_cast<float>(value), data<float>(), cuda_stream());
+#endif
+    return;
+  }
   if (dtype() == DType::F32) {
     float* p = data<float>();
     for (int64_t i = 0; i < numel(); ++i) p[i] = static_cast<float>(value);

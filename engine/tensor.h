@@ -78,15 +78,16 @@ class Tensor {
   void* raw() const { return impl_->storage->data; }
   template <typename T> T* data() const;  // checks that T matches dtype()
 
-  // Host copies, converting to the requested type.
+  // Host copies, converting to the requested type (from the GPU: waits for it).
   std::vector<float> to_float_vector() const;
   std::vector<double> to_double_vector() const;
   double item() const;  // a one-element tensor's value
 
   Tensor clone() const;              // a deep copy, not tracked by autograd
-  Tensor to(DType dtype) const;      // a converted copy, not tracked by autograd
+  Tensor to(DType dtype) const;      // a converted copy (CPU), not tracked by autograd
+  Tensor to_device(Device d) const;  // a copy on device d, not tracked by autograd
   Tensor detach() const;             // shares storage, no autograd history
-  void copy_from(const Tensor& src); // same shape and dtype, element copy
+  void copy_from(const Tensor& src); // same shape and dtype, element copy (any devices)
   void fill_(double value);
 
   // --- autograd ------------------------------------------------------------
@@ -105,5 +106,9 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Copies n bytes between any two devices (in stream order on the GPU; a copy
+// to the host waits for it).
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t n);
 
 }  // namespace cvae

@@ -29,8 +29,9 @@ Tensor log_px_z(const Tensor& logits, const Tensor& x) {
   return scale(axes.empty() ? ce : sum(ce, axes), -1.0);
 }
 
-// New tensor whose row r is t's row idx[r] (rows = slices along dim 0).
-// Plain host copies: vae_bounds runs without a tape.
+// New tensor whose row r is t's row idx[r] (rows = slices along dim 0), on
+// t's device. Plain copies: vae_bounds runs without a tape. (On the GPU this
+// is a copy per row: fine for evaluation, not for a training step.)
 Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& idx) {
   Shape s = t.shape();
   s[0] = static_cast<int64_t>(idx.size());
@@ -38,8 +39,19 @@ Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& idx) {
   size_t row_bytes = t.nbytes() / static_cast<size_t>(t.size(0));
   auto* src = static_cast<const char*>(t.raw());
   auto* dst = static_cast<char*>(out.raw());
-  for (size_t r = 0; r < idx.size(); ++r)
-    std::memcpy(dst + r * row_bytes, src + static_cast<size_t>(idx[r]) * row_bytes, row_bytes);
+  if (t.device() == Device::CPU) {
+    for (size_t r = 0; r < idx.size(); ++r)
+      std::memcpy(dst + r * row_bytes, src + static_cast<size_t>(idx[r]) * row_bytes, row_bytes);
+    return out;
+  }
+  // Runs of consecutive source rows (the common case) go in one copy each.
+  for (size_t r = 0; r < idx.size();) {
+    size_t run = 1;
+    while (r + run < idx.size() && idx[r + run] == idx[r] + int64_t(run)) ++run;
+    copy_bytes(dst + r * row_bytes, t.device(), src + static_cast<size_t>(idx[r]) * row_bytes,
+               t.device(), run * row_bytes);
+    r += run;
+  }
   return out;
 }
 
@@ -66,7 +78,7 @@ SampleTerms sample_terms(VAE& model, const Tensor& x, const Tensor& mean, const 
     std::vector<int64_t> img(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) img[static_cast<size_t>(r)] = (start + r) / k;
     Tensor xr = gather_rows(x, img), m = gather_rows(mean, img), lv = gather_rows(logvar, img);
-    Tensor z = reparameterize(m, lv, randn({rows, L}, rng, x.dtype()));
+    Tensor z = reparameterize(m, lv, randn({rows, L}, rng, x.dtype(), x.device()));
     Tensor lpx = log_px_z(model.decode_logits(z), xr);
     Tensor lw = sub(add(lpx, log_normal_pdf(z, Tensor(), Tensor())), log_normal_pdf(z, m, lv));
     for (double v : lpx.to_double_vector()) out.log_px.push_back(v);
@@ -78,19 +90,16 @@ SampleTerms sample_terms(VAE& model, const Tensor& x, const Tensor& mean, const 
 }  // namespace
 
 Tensor VAE::loss(const Tensor& x, Philox& rng, KlMode kl) {
-  Tensor eps = randn({x.size(0), latent_dim()}, rng, x.dtype());
+  Tensor eps = randn({x.size(0), latent_dim()}, rng, x.dtype(), x.device());
   return vae_loss(*this, x, eps, kl);
 }
 
+// The loss terms and the batch mean in one fused op (the same math as the
+// tutorial's chain of ops; test_models checks the two agree).
 Tensor vae_loss(VAE& model, const Tensor& x, const Tensor& eps, KlMode kl) {
   auto [mean, logvar] = model.encode(x);
   Tensor z = reparameterize(mean, logvar, eps);
-  Tensor logpx_z = log_px_z(model.decode_logits(z), x);
-  Tensor elbo = kl == KlMode::MonteCarlo
-                    ? sub(add(logpx_z, log_normal_pdf(z, Tensor(), Tensor())),
-                          log_normal_pdf(z, mean, logvar))
-                    : sub(logpx_z, kl_normal(mean, logvar));
-  return scale(cvae::mean(elbo), -1.0);
+  return vae_elbo_loss(model.decode_logits(z), x, z, mean, logvar, kl == KlMode::Analytic);
 }
 
 BoundSums vae_bounds(VAE& model, const Tensor& x, Philox& rng, int k_mc, int k_iwae) {
