@@ -30,6 +30,7 @@ struct EvalOptions {
   uint64_t seed = 0;
   int64_t limit = 0;     // first N test images (0: all)
   bool json = false;
+  std::string device = "cpu";
 };
 int run_eval(const EvalOptions& opt);
 

@@ -58,6 +58,8 @@ void add_eval(CLI::App& app, Parsed& p) {
   e->add_option("--seed", p.eval.seed, "Seed of the evaluation noise")->capture_default_str();
   e->add_option("--limit", p.eval.limit, "Evaluate the first N test images only");
   e->add_flag("--json", p.eval.json, "One JSON object instead of name/value lines");
+  e->add_option("--device", p.eval.device, "cpu | cuda | auto")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
 }
 
 void add_pictures(CLI::App& app, Parsed& p) {

@@ -9,6 +9,7 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "engine/autograd.h"
+#include "engine/device.h"
 #include "models/vae.h"
 
 namespace cvae::app {
@@ -16,7 +17,14 @@ namespace cvae::app {
 int run_eval(const EvalOptions& opt) {
   if (opt.k_mc < 1) throw UsageError("--k-mc must be >= 1");
   if (opt.k_iwae < 0) throw UsageError("--k must be >= 0");
+  Device device;
+  try {
+    device = resolve_device(opt.device, nullptr);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   Checkpoint ck = load_checkpoint(resolve_checkpoint(opt.checkpoint));
+  ck.model->to_device(device);
   const RunConfig& c = ck.config;
   Dataset data = load_data_or_explain(opt.data_dir.empty() ? c.data_dir : opt.data_dir);
   int64_t count = opt.limit > 0 ? std::min(opt.limit, data.test.count) : data.test.count;
@@ -34,7 +42,8 @@ int run_eval(const EvalOptions& opt) {
     int n = static_cast<int>(std::min<int64_t>(chunk, count - b));
     // The same test binarization as training used (dynamic: one fixed draw).
     Tensor x = gather_batch(data.test, idx.data() + b, n, c.binarize,
-                            stream_seed(c.seed, Stream::Binarize) + 1, 0);
+                            stream_seed(c.seed, Stream::Binarize) + 1, 0)
+                   .to_device(device);
     if (vae) {
       BoundSums s = vae_bounds(*vae, x, rng, opt.k_mc, opt.k_iwae);
       sums.elbo_mc += s.elbo_mc;

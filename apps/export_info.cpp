@@ -63,7 +63,6 @@ int run_info(const std::string& data_dir) {
   if (n == 0) std::printf("  cuda: none (%s)\n", why.c_str());
   for (int i = 0; i < n; ++i)
     std::printf("  cuda:%d: %s\n", i, kernels::cuda::device_description(i).c_str());
-  std::printf("  (the CUDA training backend is not wired in yet: training runs on the CPU)\n");
 #endif
   std::printf("datasets:\n");
   report_dataset(default_data_dir());

@@ -191,6 +191,21 @@ TEST(Gradcheck, Reparameterize) {
   }
 }
 
+// The fused loss op against finite differences, both KL forms, odd sizes.
+TEST(Gradcheck, VaeElboLossFused) {
+  for (auto [N, D, L] : {std::array<int, 3>{1, 5, 2}, {3, 7, 3}}) {
+    Tensor logits = random_leaf({N, 1, 1, D}, 620, -4, 4);
+    Tensor x = random_leaf({N, 1, 1, D}, 621, 0, 1, /*requires_grad=*/false);
+    Tensor z = random_leaf({N, L}, 622), m = random_leaf({N, L}, 623), lv = random_leaf({N, L}, 624, -1, 1);
+    for (bool analytic : {false, true}) {
+      EXPECT_TRUE(gradcheck(
+          [&](const std::vector<Tensor>& t) { return vae_elbo_loss(t[0], x, t[1], t[2], t[3], analytic); },
+          {logits, z, m, lv}))
+          << (analytic ? "analytic" : "mc");
+    }
+  }
+}
+
 // The whole tutorial loss in float64, both KL forms: a sample of elements of
 // every parameter (a full check would take minutes).
 TEST(Gradcheck, CvaeLoss) {
