@@ -87,36 +87,36 @@ Tensor conv_kernel(int64_t a, int64_t b, int kernel, int64_t fan_in_ch, int64_t 
 
 }  // namespace
 
-Conv2d::Conv2d(int in, int out, int kernel, int stride_, Padding padding_, Philox& rng)
-    : stride(stride_), padding(padding_) {
+Conv2d::Conv2d(int in, int out, int kernel, int stride_, Padding padding_, Philox& rng, bool relu_)
+    : stride(stride_), padding(padding_), relu(relu_) {
   weight = register_parameter("weight", conv_kernel(out, in, kernel, in, out, rng));
   bias = register_parameter("bias", Tensor::zeros({out}));
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
-  return bias_add(conv2d(x, weight, stride, padding), bias);
+  return bias_add(conv2d(x, weight, stride, padding), bias, relu);
 }
 
 ConvTranspose2d::ConvTranspose2d(int in, int out, int kernel, int stride_, Padding padding_,
-                                 Philox& rng)
-    : stride(stride_), padding(padding_) {
+                                 Philox& rng, bool relu_)
+    : stride(stride_), padding(padding_), relu(relu_) {
   // Keras' Conv2DTranspose kernel is (k, k, out, in): fan_in = k*k*out, fan_out = k*k*in.
   weight = register_parameter("weight", conv_kernel(in, out, kernel, out, in, rng));
   bias = register_parameter("bias", Tensor::zeros({out}));
 }
 
 Tensor ConvTranspose2d::forward(const Tensor& x) {
-  return bias_add(conv_transpose2d(x, weight, stride, padding), bias);
+  return bias_add(conv_transpose2d(x, weight, stride, padding), bias, relu);
 }
 
-Linear::Linear(int in, int out, Philox& rng) {
+Linear::Linear(int in, int out, Philox& rng, bool relu_) : relu(relu_) {
   Tensor w = Tensor::empty({out, in});
   glorot_uniform_(w, in, out, rng);
   weight = register_parameter("weight", w);
   bias = register_parameter("bias", Tensor::zeros({out}));
 }
 
-Tensor Linear::forward(const Tensor& x) { return bias_add(linear(x, weight), bias); }
+Tensor Linear::forward(const Tensor& x) { return bias_add(linear(x, weight), bias, relu); }
 
 Tensor Reshape::forward(const Tensor& x) {
   Shape s{x.size(0)};

@@ -50,30 +50,35 @@ void glorot_uniform_(Tensor& w, int64_t fan_in, int64_t fan_out, Philox& rng);
 
 class Conv2d : public Module {
  public:
-  // weight [out,in,k,k], bias [out]
-  Conv2d(int in, int out, int kernel, int stride, Padding padding, Philox& init_rng);
+  // weight [out,in,k,k], bias [out]; relu: a ReLU fused into the bias pass
+  Conv2d(int in, int out, int kernel, int stride, Padding padding, Philox& init_rng,
+         bool relu = false);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;
   int stride;
   Padding padding;
+  bool relu;
 };
 
 class ConvTranspose2d : public Module {
  public:
   // weight [in,out,k,k] (PyTorch layout), bias [out]; TF Conv2DTranspose semantics.
-  ConvTranspose2d(int in, int out, int kernel, int stride, Padding padding, Philox& init_rng);
+  ConvTranspose2d(int in, int out, int kernel, int stride, Padding padding, Philox& init_rng,
+                  bool relu = false);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;
   int stride;
   Padding padding;
+  bool relu;
 };
 
 class Linear : public Module {
  public:
   // weight [out,in], bias [out]
-  Linear(int in, int out, Philox& init_rng);
+  Linear(int in, int out, Philox& init_rng, bool relu = false);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;
+  bool relu;
 };
 
 class ReLU : public Module {

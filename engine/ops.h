@@ -22,8 +22,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, int stride, Padding padding);
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding padding);
 // x [N,in], w [out,in] (PyTorch Linear layout) -> x w^T, [N,out]. No bias.
 Tensor linear(const Tensor& x, const Tensor& w);
-// x [N,C,...] + b[C], broadcast over the batch and the trailing dims.
-Tensor bias_add(const Tensor& x, const Tensor& b);
+// x [N,C,...] + b[C], broadcast over the batch and the trailing dims; with
+// relu, max(. , 0) in the same pass (the fused epilogue of a layer + ReLU).
+Tensor bias_add(const Tensor& x, const Tensor& b, bool relu = false);
 
 // --- elementwise ---------------------------------------------------------------
 Tensor relu(const Tensor& x);

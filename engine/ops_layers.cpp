@@ -139,41 +139,32 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   });
 }
 
-// y = x + b[c];  dx = dy;  db[c] = sum over batch and trailing dims of dy
-Tensor bias_add(const Tensor& x, const Tensor& b) {
+// y = x + b[c] (relu: y = max(x + b[c], 0), one fused pass);
+// dpre = dy (relu: dy * (y > 0));  dx = dpre;  db[c] = sum over batch and trailing dims of dpre
+Tensor bias_add(const Tensor& x, const Tensor& b, bool relu) {
   detail::check_same_kind("bias_add", {&x, &b});
   check(x.dim() >= 2 && b.dim() == 1 && b.size(0) == x.size(1), "bias_add",
         "bias " + shape_str(b.shape()) + " does not fit input " + shape_str(x.shape()));
   int N = int(x.size(0)), C = int(x.size(1));
   int64_t HW = x.numel() / (int64_t(N) * C);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  detail::on_device(
-      x,
-      [&](auto tag) {
-        using T = decltype(tag);
-        kernels::cpu::bias_add_fwd<T>(N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
-      },
-      [&](cudaStream_t st) {
-        CVAE_CUDA_ONLY(kernels::cuda::bias_add_fwd(N, C, HW, x.data<float>(), b.data<float>(),
-                                                   y.data<float>(), st));
-        (void)st;
-      });
-  return attach(y, {x, b}, [b, N, C, HW](const Tensor& dy) -> std::vector<Tensor> {
+  if (relu)
+    CVAE_RUN_KERNEL(x, bias_relu_fwd, N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
+  else
+    CVAE_RUN_KERNEL(x, bias_add_fwd, N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
+  Tensor yd = relu ? y.detach() : Tensor();
+  return attach(y, {x, b}, [b, yd, N, C, HW](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dpre = dy;
+    if (yd.defined()) {
+      dpre = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+      CVAE_RUN_KERNEL(dy, relu_bwd, dy.numel(), yd.data<T>(), dy.data<T>(), dpre.data<T>());
+    }
     Tensor db;
     if (tracks_grad(b)) {
       db = Tensor::empty(b.shape(), b.dtype(), b.device());
-      detail::on_device(
-          dy,
-          [&](auto tag) {
-            using T = decltype(tag);
-            kernels::cpu::bias_add_bwd<T>(N, C, HW, dy.data<T>(), db.data<T>());
-          },
-          [&](cudaStream_t st) {
-            CVAE_CUDA_ONLY(kernels::cuda::bias_add_bwd(N, C, HW, dy.data<float>(), db.data<float>(), st));
-            (void)st;
-          });
+      CVAE_RUN_KERNEL(dpre, bias_add_bwd, N, C, HW, dpre.data<T>(), db.data<T>());
     }
-    return {dy, db};
+    return {dpre, db};
   });
 }
 

@@ -77,6 +77,9 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
 // y = x + b[c]                        (y may alias x)
 template <typename T>
 void bias_add_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y);
+// y = max(x + b[c], 0): bias and ReLU in one pass (y may alias x)
+template <typename T>
+void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y);
 // db[c] = sum_{n,hw} dy               (overwrites db)
 template <typename T>
 void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db);

@@ -80,6 +80,10 @@ TEST(Gradcheck, BiasAdd) {
   for (Shape s : {Shape{1, 3}, Shape{4, 5}, Shape{2, 3, 4, 5}, Shape{1, 2, 3, 1}}) {
     Tensor x = random_leaf(s, 400), b = random_leaf({s[1]}, 401);
     EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& t) { return bias_add(t[0], t[1]); }, {x, b}));
+    // fused with the ReLU: inputs kept off the kink (x + b away from 0)
+    Tensor xr = random_leaf_away_from_zero(s, 402, 0.3, 1.0);
+    Tensor br = random_leaf({s[1]}, 403, -0.1, 0.1);
+    EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& t) { return bias_add(t[0], t[1], true); }, {xr, br}));
   }
 }
 

@@ -43,6 +43,22 @@ void bias_add_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
   }
 }
 
+// y[n,c,hw] = max(x[n,c,hw] + b[c], 0): the fused epilogue of a layer and its ReLU
+template <typename T>
+void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
+  const int64_t rows = static_cast<int64_t>(N) * C;
+#pragma omp parallel for schedule(static) if (rows * HW >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T bc = b[r % C];
+    const T* xr = x + r * HW;
+    T* yr = y + r * HW;
+    for (int64_t i = 0; i < HW; ++i) {
+      const T v = xr[i] + bc;
+      yr[i] = v > T(0) ? v : T(0);
+    }
+  }
+}
+
 // db[c] = sum_n sum_hw dy[n,c,hw]   (double accumulator, n outer, hw inner)
 template <typename T>
 void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db) {
@@ -175,6 +191,7 @@ void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* 
 
 #define CVAE_INSTANTIATE(T)                                                          \
   template void bias_add_fwd<T>(int, int, int64_t, const T*, const T*, T*);          \
+  template void bias_relu_fwd<T>(int, int, int64_t, const T*, const T*, T*);         \
   template void bias_add_bwd<T>(int, int, int64_t, const T*, T*);                    \
   template void relu_fwd<T>(int64_t, const T*, T*);                                  \
   template void relu_bwd<T>(int64_t, const T*, const T*, T*);                        \
