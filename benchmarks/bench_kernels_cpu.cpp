@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "benchmarks/cvae_shapes.h"
 #include "kernels/kernels.h"
 
 namespace {
@@ -14,13 +15,7 @@ namespace {
 namespace kc = cvae::kernels;
 using kc::Conv2dShape;
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using cvae::bench::random_floats;
 
 void set_flops(benchmark::State& state, double flops_per_iter) {
   state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9 * state.iterations(),
@@ -31,20 +26,8 @@ void set_flops(benchmark::State& state, double flops_per_iter) {
 
 enum class Pass { Fprop, Dgrad, Wgrad };
 
-// The five conv layers of the CVAE at batch 100. Transposed convs are given as the
-// forward conv they transpose: their forward is its dgrad, their backward fprop + wgrad.
-Conv2dShape layer(int i) {
-  switch (i) {
-    case 0: return kc::conv2d_shape_valid(100, 1, 28, 28, 32, 3, 3, 2);         // conv1 28->13
-    case 1: return kc::conv2d_shape_valid(100, 32, 13, 13, 64, 3, 3, 2);        // conv2 13->6
-    case 2: return kc::conv_transpose2d_shape_same(100, 32, 7, 7, 64, 3, 3, 2);   // deconv1 7->14
-    case 3: return kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2); // deconv2 14->28
-    default: return kc::conv_transpose2d_shape_same(100, 32, 28, 28, 1, 3, 3, 1); // deconv3 28->28
-  }
-}
-
 void BM_Conv(benchmark::State& state, int layer_index, Pass pass) {
-  const Conv2dShape s = layer(layer_index);
+  const Conv2dShape s = cvae::bench::cvae_conv_layer(layer_index);
   const size_t xs = (size_t)s.N * s.C * s.H * s.W, ws = (size_t)s.K * s.C * s.R * s.S;
   const size_t ys = (size_t)s.N * s.K * s.P * s.Q;
   auto x = random_floats(xs, 1), w = random_floats(ws, 2), y = random_floats(ys, 3);

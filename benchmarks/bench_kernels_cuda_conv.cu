@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/cuda/kernels_cuda.h"
+#include "benchmarks/cvae_shapes.h"
 #include "kernels/kernels.h"
 
 namespace {
@@ -33,25 +34,7 @@ void check(cudaError_t err, const char* expr, int line) {
 }
 #define CHECK_CUDA(expr) check((expr), #expr, __LINE__)
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
-
-// The five conv layers of the CVAE at batch 100; transposed convs as the forward conv
-// they transpose (their forward is its dgrad, their backward fprop + wgrad).
-Conv2dShape layer(int i) {
-  switch (i) {
-    case 0: return kc::conv2d_shape_valid(100, 1, 28, 28, 32, 3, 3, 2);          // conv1 28->13
-    case 1: return kc::conv2d_shape_valid(100, 32, 13, 13, 64, 3, 3, 2);         // conv2 13->6
-    case 2: return kc::conv_transpose2d_shape_same(100, 32, 7, 7, 64, 3, 3, 2);   // deconv1 7->14
-    case 3: return kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2); // deconv2 14->28
-    default: return kc::conv_transpose2d_shape_same(100, 32, 28, 28, 1, 3, 3, 1); // deconv3 28->28
-  }
-}
+using cvae::bench::random_floats;
 
 enum class Pass { Fprop, Dgrad, Wgrad };
 struct Case {
@@ -131,7 +114,7 @@ int run() {
   std::printf("%-26s %10s %10s %7s %9s %9s %9s\n", "pass", "ours_us", "cudnn_us", "ratio",
               "GFLOP/s", "err_ours", "err_cudnn");
   for (const Case& c : kCases) {
-    const Conv2dShape s = layer(c.layer);
+    const Conv2dShape s = cvae::bench::cvae_conv_layer(c.layer);
     const size_t xs = (size_t)s.N * s.C * s.H * s.W, ws = (size_t)s.K * s.C * s.R * s.S;
     const size_t ys = (size_t)s.N * s.K * s.P * s.Q;
     // Inputs of the pass (a, b) and its output size: fprop (x, w) -> y, dgrad (dy, w) -> dx,

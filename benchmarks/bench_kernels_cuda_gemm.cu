@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/kernels_cuda.h"
+#include "benchmarks/cvae_shapes.h"
 #include "kernels/kernels.h"
 
 namespace {
@@ -37,13 +38,7 @@ const Shape kShapes[] = {
     {"square 4096", false, false, 4096, 4096, 4096},
 };
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using cvae::bench::random_floats;
 
 using GemmFn = void (*)(bool, bool, int, int, int, float, const float*, int, const float*, int,
                         float, float*, int, cudaStream_t);
