@@ -111,6 +111,19 @@ for b in bench_train_step_cuda bench_kernels_cuda_conv bench_kernels_cuda_gemm; 
   note "$(printf '%-18s: rc %d (table in %s)' "$b" "$rc" "$LOGS/$b.txt")"
 done
 
+echo "== PyTorch on the same card, same step (if torch is installed here)"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  timeout 120 python3 benchmarks/reference/bench_step_pytorch.py --device cuda --steps 100 \
+    > "$LOGS/pytorch_step.txt" 2>&1
+  cat "$LOGS/pytorch_step.txt"
+  while IFS= read -r line; do note "pytorch  $line"; done < <(grep '^pytorch_train_step' "$LOGS/pytorch_step.txt")
+else
+  note "pytorch           : torch with CUDA not available here (skipped)"
+fi
+if [ -f "$LOGS/bench_train_step_cuda.txt" ]; then
+  while IFS= read -r line; do note "ours     $line"; done < <(grep '^batch' "$LOGS/bench_train_step_cuda.txt")
+fi
+
 echo
 echo "================ gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ)) ================"
 for line in "${SUMMARY[@]}"; do echo "$line"; done

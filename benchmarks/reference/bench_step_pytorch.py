@@ -2,7 +2,7 @@
 """PyTorch twin of benchmarks/bench_train_step.cpp: one CVAE training step
 (forward, backward, Adam) on the CPU, timed the same way.
 
-    python3 benchmarks/reference/bench_step_pytorch.py [--threads 2] [--steps 50]
+    python3 benchmarks/reference/bench_step_pytorch.py [--threads 2] [--steps 50] [--device cpu|cuda]
 
 Same model (apps/python/cvae_torch.py, TF semantics), same shapes (batch 100,
 latent 50; batch 32, latent 2), binary inputs of MNIST's density. Prints ms
@@ -23,12 +23,17 @@ import torch  # noqa: E402
 from cvae_torch import CVAE, compute_loss  # noqa: E402
 
 
-def time_steps(batch, latent, steps):
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()  # CUDA work is asynchronous: time whole steps
+
+
+def time_steps(batch, latent, steps, device="cpu"):
     torch.manual_seed(0)
-    model = CVAE(latent)
+    model = CVAE(latent).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
-    x = (torch.rand(batch, 1, 28, 28) < 0.13).float()
-    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(batch, 1, 28, 28) < 0.13).float().to(device)
+    gen = torch.Generator(device=device).manual_seed(1)
 
     def step():
         loss = compute_loss(model, x, gen)
@@ -36,13 +41,15 @@ def time_steps(batch, latent, steps):
         loss.backward()
         opt.step()
 
-    for _ in range(10):  # warm-up: allocator, oneDNN primitive caches
+    for _ in range(10):  # warm-up: allocator, oneDNN / cuDNN caches
         step()
     runs = []
     for _ in range(5):
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        sync(device)
         runs.append((time.perf_counter() - t0) / steps)
     return statistics.median(runs)
 
@@ -51,13 +58,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print("torch %s, %d threads" % (torch.__version__, torch.get_num_threads()))
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("pytorch_train_step: no CUDA device for torch; nothing to time")
+        return
+    where = torch.cuda.get_device_name(0) if a.device == "cuda" else "%d threads" % torch.get_num_threads()
+    print("torch %s, %s" % (torch.__version__, where))
     for batch, latent in ((100, 50), (32, 2)):
-        s = time_steps(batch, latent, a.steps)
-        print("pytorch_train_step batch %3d latent %2d: %7.2f ms/step  %7.0f images/s"
-              % (batch, latent, s * 1e3, batch / s))
+        s = time_steps(batch, latent, a.steps, a.device)
+        print("pytorch_train_step %s batch %3d latent %2d: %8.3f ms/step  %9.0f images/s  epoch(600 steps) %.3f s"
+              % (a.device, batch, latent, s * 1e3, batch / s, s * 600))
 
 
 if __name__ == "__main__":
