@@ -2,17 +2,67 @@
 # gpu_check.sh: the one script to run on a lent GPU machine, from the repository
 # root, with a build folder made elsewhere (it compiles nothing):
 #   bash benchmarks/gpu_check.sh [BUILD_DIR]      (default: build)
-# Runs, each under a timeout, in about 6 minutes: the GPU test suites, a
-# compute-sanitizer memcheck and racecheck pass over a short training run, one
-# MNIST epoch (batch 100, latent 50) with timing, and the CUDA benchmarks.
-# Logs go to $OUT (the device tool returns what is written there) or /tmp.
-# The last lines are a self-contained summary table.
+# In order, each step under a timeout and all of them under one deadline
+# (GPU_CHECK_BUDGET_S, default 330 s, so the whole run fits ~6 minutes):
+#   1. the device (nvidia-smi -L, driver version) and `cvae info`;
+#   2. the GPU test suites (test_cuda_kernels, _conv, _loss_optim, _training);
+#   3. one MNIST-sized epoch on the GPU (batch 100, latent 50) with its timing;
+#   4. the CUDA benchmarks (train step, conv vs cuDNN, GEMM vs cuBLAS), then
+#      PyTorch's step on the same card when torch with CUDA is installed;
+#   5. compute-sanitizer memcheck and racecheck over a short training run
+#      (the slowest step, so it goes last: a hang there costs nothing else);
+#   6. LAST: a self-contained summary (the device tool returns only the tail).
+# Logs go to $OUT/gpu_check (the device tool returns what is written under
+# $OUT) or /tmp/gpu_check. Without a GPU it says so, runs the test binaries
+# (they skip), skips the rest and exits 0 within seconds. On a GPU the exit
+# status is 1 when a test failed, a sanitizer found errors or the epoch failed.
 set -u
 BUILD=${1:-build}
+BUDGET=${GPU_CHECK_BUDGET_S:-330}
+DEADLINE=$((SECONDS + BUDGET))
+RESERVE=15  # seconds kept for the summary
 LOGS=${OUT:-/tmp}/gpu_check
 mkdir -p "$LOGS"
+SCRATCH=$(mktemp -d)  # run folders and synthetic data: not under $OUT (too big to return)
+trap 'rm -rf "$SCRATCH"' EXIT
 declare -a SUMMARY
 note() { SUMMARY+=("$1"); }
+FAILURES=0
+
+# The timeout for a step that wants $1 seconds: what the deadline leaves, or
+# nothing (prints 0) when under 10 s are left.
+budget() {
+  local left=$((DEADLINE - SECONDS - RESERVE))
+  local t=$1
+  ((left < t)) && t=$left
+  ((t < 10)) && t=0
+  echo "$t"
+}
+# run_step NAME WANT LOG CMD...: runs CMD under the budget with output in LOG;
+# sets RC (124/137: timed out; 125: skipped for lack of time).
+run_step() {
+  local name=$1 want=$2 log=$3
+  shift 3
+  local t
+  t=$(budget "$want")
+  if ((t == 0)); then
+    echo "(skipped $name: out of time)" > "$log"
+    RC=125
+    return
+  fi
+  local t0=$SECONDS
+  timeout -k 5 "$t" "$@" > "$log" 2>&1
+  RC=$?
+  echo "  [$name: rc $RC, $((SECONDS - t0)) s, limit $t s]"
+}
+rc_word() {  # a readable exit status
+  case $1 in
+    0) echo "ok" ;;
+    124 | 137) echo "TIMED OUT" ;;
+    125) echo "skipped (out of time)" ;;
+    *) echo "rc $1" ;;
+  esac
+}
 
 # The comparison binaries link cuDNN and cuBLAS dynamically (the app does not):
 # on a machine that has them only inside Python packages, point the loader there.
@@ -22,108 +72,173 @@ if [ -n "$NV" ] && [ -d "$NV" ]; then
   export LD_LIBRARY_PATH
 fi
 
-echo "== device"
-if ! command -v nvidia-smi > /dev/null || ! nvidia-smi -L > "$LOGS/nvidia-smi.txt" 2>&1; then
-  note "device            : no nvidia-smi / no GPU"
-else
+echo "== 1. device (build folder: $BUILD, budget ${BUDGET} s, logs in $LOGS)"
+GPU=0
+if command -v nvidia-smi > /dev/null && timeout 30 nvidia-smi -L > "$LOGS/nvidia-smi.txt" 2>&1 \
+  && grep -q '^GPU' "$LOGS/nvidia-smi.txt"; then
+  GPU=1
   cat "$LOGS/nvidia-smi.txt"
-  note "device            : $(nvidia-smi -L | head -1 | cut -c1-60)"
-  note "driver            : $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
+  note "device                : $(head -1 "$LOGS/nvidia-smi.txt" | cut -c1-70)"
+  note "driver                : $(timeout 30 nvidia-smi --query-gpu=driver_version,memory.total --format=csv,noheader | head -1)"
+else
+  note "device                : no GPU (nvidia-smi missing or lists none)"
 fi
-"$BUILD/cvae" info | tee "$LOGS/info.txt"
+if [ -x "$BUILD/cvae" ]; then
+  timeout 30 "$BUILD/cvae" info > "$LOGS/info.txt" 2>&1
+  cat "$LOGS/info.txt"
+  cuda_line=$(grep -E '^ *cuda:' "$LOGS/info.txt" | head -1 | sed 's/^ *//')
+  note "engine                : ${cuda_line:-no 'cuda:' line in cvae info}"
+  # The engine is the judge: a GPU that nvidia-smi lists but CUDA cannot use is no GPU.
+  if [ -n "$cuda_line" ] && ! grep -q 'cuda: none' <<< "$cuda_line"; then GPU=1; else GPU=0; fi
+else
+  note "engine                : $BUILD/cvae missing (build with benchmarks/gpu_bundle.sh and carry it)"
+fi
 
 # A dataset: the real MNIST if this checkout has it beside it, Debian's
-# Fashion-MNIST, or a small synthetic IDX set written here.
+# Fashion-MNIST, or an MNIST-sized synthetic IDX set (bars via python3, or
+# random bytes when there is no python3).
 DATA=""
-for d in ../shared/data/mnist shared/data/mnist /usr/share/datasets/fashion-mnist; do
-  [ -f "$d/train-images-idx3-ubyte.gz" ] && { DATA=$d; break; }
+for d in ${GPU_CHECK_DATA:-} ../shared/data/mnist shared/data/mnist data/mnist /usr/share/datasets/fashion-mnist; do
+  if [ -f "$d/train-images-idx3-ubyte.gz" ] || [ -f "$d/train-images-idx3-ubyte" ]; then
+    DATA=$d
+    break
+  fi
 done
-if [ -z "$DATA" ]; then
-  DATA=$LOGS/synthetic
+if [ -z "$DATA" ] && ((GPU)); then
+  DATA=$SCRATCH/synthetic
   mkdir -p "$DATA"
-  python3 - "$DATA" <<'PY' || true
+  if ! python3 - "$DATA" 2> /dev/null <<'PY'; then
 import os, random, struct, sys
 d = sys.argv[1]
 random.seed(0)
-for split, n in (("train", 6000), ("t10k", 1000)):
+# 2 orientations x 22 positions of a 4-pixel bar, as 784-byte images
+bars = []
+for vertical in (False, True):
+    for a in range(2, 24):
+        bars.append(bytes(230 if a <= (c if vertical else r) < a + 4 else 10
+                          for r in range(28) for c in range(28)))
+for split, n in (("train", 60000), ("t10k", 10000)):
     with open(os.path.join(d, split + "-images-idx3-ubyte"), "wb") as f:
         f.write(struct.pack(">IIII", 0x803, n, 28, 28))
-        for _ in range(n):
-            v, a = random.random() < 0.5, random.randint(2, 21)
-            f.write(bytes(230 if (c if v else r) in range(a, a + 4) else 10 for r in range(28) for c in range(28)))
+        f.write(b"".join(random.choice(bars) for _ in range(n)))
     with open(os.path.join(d, split + "-labels-idx1-ubyte"), "wb") as f:
         f.write(struct.pack(">II", 0x801, n) + bytes(n))
 PY
+    # No python3: big-endian IDX headers by printf, pixels from /dev/urandom, labels 0.
+    # 60000 = 0x0000ea60, 10000 = 0x00002710, 28 = 0x1c.
+    { printf '\x00\x00\x08\x03\x00\x00\xea\x60\x00\x00\x00\x1c\x00\x00\x00\x1c'; head -c $((60000 * 784)) /dev/urandom; } \
+      > "$DATA/train-images-idx3-ubyte"
+    { printf '\x00\x00\x08\x01\x00\x00\xea\x60'; head -c 60000 /dev/zero; } > "$DATA/train-labels-idx1-ubyte"
+    { printf '\x00\x00\x08\x03\x00\x00\x27\x10\x00\x00\x00\x1c\x00\x00\x00\x1c'; head -c $((10000 * 784)) /dev/urandom; } \
+      > "$DATA/t10k-images-idx3-ubyte"
+    { printf '\x00\x00\x08\x01\x00\x00\x27\x10'; head -c 10000 /dev/zero; } > "$DATA/t10k-labels-idx1-ubyte"
+    DATA_KIND="synthetic random bytes (no python3), 60000/10000"
+  else
+    DATA_KIND="synthetic bars (python3), 60000/10000"
+  fi
 fi
-echo "== data: $DATA"
-note "data              : $DATA"
+echo "== data: ${DATA:-none}"
+note "data                  : ${DATA:-none} ${DATA_KIND:-}"
 
-echo "== GPU test suites"
+echo "== 2. GPU test suites"
+# gtest's closing counts: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests,", "[  FAILED  ] N tests,"
+count() { grep -E "^\[ *$1 *\] [0-9]+ tests?[.,]" "$2" | head -1 | grep -oE '[0-9]+' | head -1; }
 for t in test_cuda_kernels test_cuda_conv test_cuda_loss_optim test_cuda_training; do
   bin=$BUILD/tests/$t
-  if [ ! -x "$bin" ]; then note "$(printf '%-18s: missing' "$t")"; continue; fi
-  timeout 120 "$bin" --gtest_brief=1 > "$LOGS/$t.txt" 2>&1
-  rc=$?
-  # gtest's closing counts: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests,", "[  FAILED  ] N tests,"
-  count() { grep -E "^\[  $1 *\] [0-9]+ tests?[.,]" "$LOGS/$t.txt" | head -1 | grep -oE '[0-9]+' | head -1; }
-  pass=$(count PASSED); fail=$(count FAILED); skip=$(count SKIPPED)
-  pass=${pass:-0}; fail=${fail:-0}; skip=${skip:-0}
-  tail -5 "$LOGS/$t.txt"
-  note "$(printf '%-20s: rc %d, %d passed, %d failed, %d skipped' "$t" "$rc" "$pass" "$fail" "$skip")"
+  if [ ! -x "$bin" ]; then
+    note "$(printf '%-22s: MISSING (%s)' "$t" "$bin")"
+    ((GPU)) && FAILURES=$((FAILURES + 1))
+    continue
+  fi
+  log=$LOGS/$t.txt
+  run_step "$t" 90 "$log" "$bin" --gtest_brief=1
+  pass=$(count PASSED "$log")
+  fail=$(count FAILED "$log")
+  skip=$(count SKIPPED "$log")
+  tail -4 "$log"
+  # failed tests by name (gtest prints each twice: with its time, then in the list)
+  failed=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$log" | sed -E 's/^\[  FAILED  \] //; s/ \([0-9]+ ms\)$//' | sort -u)
+  note "$(printf '%-22s: %s, %d passed, %d failed, %d skipped' "$t" "$(rc_word "$RC")" "${pass:-0}" "${fail:-0}" "${skip:-0}")"
+  [ -n "$failed" ] && while IFS= read -r f; do note "    failed: $f"; done < <(head -6 <<< "$failed")
+  if [ "$RC" != 0 ] && ((GPU)); then FAILURES=$((FAILURES + 1)); fi
 done
+peak=$(grep -h 'peak GPU memory' "$LOGS/test_cuda_training.txt" 2> /dev/null | head -1 | sed 's/^ *//')
+[ -n "$peak" ] && note "memory                : $peak"
 
-echo "== compute-sanitizer over a short training run"
-CS=$(command -v compute-sanitizer || find /usr/local -maxdepth 3 -name compute-sanitizer -type f 2>/dev/null | head -1)
+if ((GPU == 0)); then
+  note "epoch, benchmarks, sanitizer: skipped (no usable GPU here)"
+  echo
+  echo "================ gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), ${SECONDS} s) ================"
+  for line in "${SUMMARY[@]}"; do echo "$line"; done
+  echo "verdict               : NO GPU: nothing was measured (test binaries skip); exit 0"
+  exit 0
+fi
+
+echo "== 3. one epoch on the GPU (batch 100, latent 50)"
+run_step epoch 90 "$LOGS/epoch.txt" "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 \
+  --batch-size 100 --latent-dim 50 --lr 1e-3 --out "$SCRATCH/epoch"
+tail -3 "$LOGS/epoch.txt"
+if [ -f "$SCRATCH/epoch/metrics.jsonl" ]; then
+  cp "$SCRATCH/epoch/metrics.jsonl" "$LOGS/epoch_metrics.jsonl"
+  m=$(python3 -c 'import json,sys; j=json.loads(open(sys.argv[1]).readline()); print("%.3f s train, %.0f img/s, test ELBO %.2f" % (j["epoch_time_s"], j["images_per_s"], j["test_elbo"]))' \
+    "$SCRATCH/epoch/metrics.jsonl" 2> /dev/null) \
+    || m=$(head -1 "$SCRATCH/epoch/metrics.jsonl" | grep -oE '"(epoch_time_s|images_per_s|test_elbo)": *[-0-9.e+]+' | tr '\n' ' ')
+  note "epoch (cvae train)    : $(rc_word "$RC"), $m"
+else
+  note "epoch (cvae train)    : $(rc_word "$RC"), no metrics.jsonl (see epoch.txt: $(tail -1 "$LOGS/epoch.txt" | cut -c1-80))"
+fi
+[ "$RC" != 0 ] && FAILURES=$((FAILURES + 1))
+
+echo "== 4. benchmarks"
+for b in bench_train_step_cuda bench_kernels_cuda_conv bench_kernels_cuda_gemm; do
+  bin=$BUILD/benchmarks/$b
+  [ -x "$bin" ] || { note "$(printf '%-22s: missing' "$b")"; continue; }
+  run_step "$b" 60 "$LOGS/$b.txt" "$bin"
+  cat "$LOGS/$b.txt"
+  note "$(printf '%-22s: %s (table in %s.txt)' "$b" "$(rc_word "$RC")" "$b")"
+done
+if [ -f "$LOGS/bench_train_step_cuda.txt" ]; then
+  while IFS= read -r line; do note "  ours    $line"; done < <(grep '^batch' "$LOGS/bench_train_step_cuda.txt")
+fi
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+  run_step pytorch 60 "$LOGS/pytorch_step.txt" python3 benchmarks/reference/bench_step_pytorch.py --device cuda --steps 100
+  cat "$LOGS/pytorch_step.txt"
+  while IFS= read -r line; do note "  pytorch $line"; done < <(grep '^pytorch_train_step' "$LOGS/pytorch_step.txt")
+else
+  note "pytorch               : torch with CUDA not available here (skipped)"
+fi
+
+echo "== 5. compute-sanitizer over a short training run"
+# On PATH, in a CUDA toolkit, named by CVAE_COMPUTE_SANITIZER, or from the pip
+# wheel nvidia-cuda-sanitizer-api (a folder that could be carried to the device).
+CS=${CVAE_COMPUTE_SANITIZER:-$(command -v compute-sanitizer)}
 if [ -z "$CS" ]; then
-  note "compute-sanitizer : not found on this machine (skipped)"
+  for c in /usr/local/cuda*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer \
+    "${NV:-/nonexistent}"/cuda_sanitizer_api/compute-sanitizer/compute-sanitizer; do
+    [ -x "$c" ] && { CS=$c; break; }
+  done
+fi
+if [ -z "$CS" ]; then
+  note "compute-sanitizer     : not found on this machine (skipped)"
 else
   for tool in memcheck racecheck; do
-    run=$(mktemp -d)
-    timeout 150 "$CS" --tool "$tool" --error-exitcode 9 "$BUILD/cvae" train --device cuda --data "$DATA" \
-      --epochs 1 --limit-train 512 --limit-test 256 --batch-size 32 --out "$run/r" > "$LOGS/sanitizer_$tool.txt" 2>&1
-    rc=$?
-    errors=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS/sanitizer_$tool.txt" | tail -1)
-    tail -3 "$LOGS/sanitizer_$tool.txt"
-    note "$(printf '%-18s: rc %d, %s' "$tool" "$rc" "${errors:-no summary line}")"
+    log=$LOGS/sanitizer_$tool.txt
+    run_step "$tool" 100 "$log" "$CS" --tool "$tool" --error-exitcode 9 --print-limit 20 \
+      "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 --limit-train 512 --limit-test 256 \
+      --batch-size 32 --out "$SCRATCH/sanitizer_$tool"
+    summary=$(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1 | sed 's/^=* *//')
+    tail -3 "$log"
+    note "$(printf '%-22s: %s, %s' "$tool" "$(rc_word "$RC")" "${summary:-no summary line}")"
+    if [ "$RC" = 9 ]; then FAILURES=$((FAILURES + 1)); fi
   done
 fi
 
-echo "== one epoch on the GPU (batch 100, latent 50)"
-run=$(mktemp -d)
-timeout 120 "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 --batch-size 100 \
-  --latent-dim 50 --lr 1e-3 --out "$run/e" > "$LOGS/epoch.txt" 2>&1
-rc=$?
-tail -3 "$LOGS/epoch.txt"
-if [ -f "$run/e/metrics.jsonl" ]; then
-  cp "$run/e/metrics.jsonl" "$LOGS/epoch_metrics.jsonl"
-  note "epoch (cvae train): rc $rc, $(python3 -c 'import json,sys; j=json.loads(open(sys.argv[1]).readline()); print("%.3f s train, %.0f img/s, test ELBO %.2f" % (j["epoch_time_s"], j["images_per_s"], j["test_elbo"]))' "$run/e/metrics.jsonl" 2>/dev/null || head -c 200 "$run/e/metrics.jsonl")"
-else
-  note "epoch (cvae train): rc $rc, no metrics (see $LOGS/epoch.txt)"
-fi
-
-echo "== benchmarks"
-for b in bench_train_step_cuda bench_kernels_cuda_conv bench_kernels_cuda_gemm; do
-  bin=$BUILD/benchmarks/$b
-  [ -x "$bin" ] || { note "$(printf '%-18s: missing' "$b")"; continue; }
-  timeout 90 "$bin" > "$LOGS/$b.txt" 2>&1
-  rc=$?
-  cat "$LOGS/$b.txt"
-  note "$(printf '%-18s: rc %d (table in %s)' "$b" "$rc" "$LOGS/$b.txt")"
-done
-
-echo "== PyTorch on the same card, same step (if torch is installed here)"
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  timeout 120 python3 benchmarks/reference/bench_step_pytorch.py --device cuda --steps 100 \
-    > "$LOGS/pytorch_step.txt" 2>&1
-  cat "$LOGS/pytorch_step.txt"
-  while IFS= read -r line; do note "pytorch  $line"; done < <(grep '^pytorch_train_step' "$LOGS/pytorch_step.txt")
-else
-  note "pytorch           : torch with CUDA not available here (skipped)"
-fi
-if [ -f "$LOGS/bench_train_step_cuda.txt" ]; then
-  while IFS= read -r line; do note "ours     $line"; done < <(grep '^batch' "$LOGS/bench_train_step_cuda.txt")
-fi
-
 echo
-echo "================ gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ)) ================"
+echo "================ gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), ${SECONDS} s) ================"
 for line in "${SUMMARY[@]}"; do echo "$line"; done
+if ((FAILURES)); then
+  echo "verdict               : $FAILURES FAILURE(S): see the lines above and the logs in $LOGS"
+  exit 1
+fi
+echo "verdict               : all ran clean (timeouts and skips are listed above)"
+exit 0
