@@ -54,7 +54,7 @@ void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
     T* yr = y + r * HW;
     for (int64_t i = 0; i < HW; ++i) {
       const T v = xr[i] + bc;
-      yr[i] = v > T(0) ? v : T(0);
+      yr[i] = v < T(0) ? T(0) : v;  // NaN kept, as relu_fwd (a diverged run shows)
     }
   }
 }

@@ -107,7 +107,7 @@ __global__ void fprop_kernel(Conv2dShape s, const float* __restrict__ x,
     if (k >= s.K) break;
     float v = acc[kk];
     if (bias) v += bias[k];
-    if (relu) v = v > 0.f ? v : 0.f;
+    if (relu) v = v < 0.f ? 0.f : v;  // NaN kept, as the CPU's relu_fwd / bias_relu_fwd
     y[(((int64_t)n * s.K + k) * s.P + p) * s.Q + q] = v;
   }
 }
