@@ -13,8 +13,22 @@
 
 namespace cvae {
 
+// Zeroes gradients in place rather than dropping them, so each parameter keeps
+// one gradient buffer for the whole run: the next backward adds into it, the
+// GPU Adam's pointer table never changes (no upload inside a step) and a step
+// can be captured into a CUDA graph. (Dropping them made the caching allocator
+// alternate two buffers from step to step.) A buffer shared with another
+// tensor is replaced instead of being written.
 void Optimizer::zero_grad() {
-  for (auto& [name, p] : params_) p.zero_grad();
+  for (auto& [name, p] : params_) {
+    TensorImpl* impl = p.impl();
+    if (!impl->grad) continue;
+    if (impl->grad.use_count() > 1 || impl->grad->storage.use_count() > 1) {
+      impl->grad = Tensor::zeros(p.shape(), p.dtype(), p.device()).impl_ptr();
+    } else {
+      Tensor(impl->grad).fill_(0.0);
+    }
+  }
 }
 
 Adam::Adam(NamedTensors params, AdamOptions opt) : Optimizer(std::move(params)), opt_(opt) {

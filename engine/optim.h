@@ -16,6 +16,7 @@ class Optimizer {
   explicit Optimizer(NamedTensors params) : params_(std::move(params)) {}
   virtual ~Optimizer() = default;
   virtual void step() = 0;
+  // Sets every gradient to zero in place (see optim.cpp for why not to none).
   void zero_grad();
   const NamedTensors& params() const { return params_; }
 

@@ -162,8 +162,35 @@ TEST(Optim, SgdStep) {
   sum(mul(p, p)).backward();  // grad = 2p
   sgd.step();
   EXPECT_EQ(p.to_double_vector(), (std::vector<double>{1.0 - 0.2, -2.0 + 0.4}));
-  sgd.zero_grad();
-  EXPECT_FALSE(p.grad().defined());
+  const void* buffer = p.grad().raw();
+  sgd.zero_grad();  // zeroed in place: the buffer stays
+  ASSERT_TRUE(p.grad().defined());
+  EXPECT_EQ(p.grad().raw(), buffer);
+  EXPECT_EQ(p.grad().to_double_vector(), (std::vector<double>{0.0, 0.0}));
+  sum(scale(p, 3.0)).backward();  // the next gradient lands in it, exactly
+  EXPECT_EQ(p.grad().raw(), buffer);
+  EXPECT_EQ(p.grad().to_double_vector(), (std::vector<double>{3.0, 3.0}));
+}
+
+// Each parameter keeps one gradient buffer across training steps (what lets
+// the GPU optimizer's pointer table, and a captured step, stay valid).
+TEST(Optim, GradientBuffersKeepTheirAddressAcrossSteps) {
+  CVAE model(2, 5);
+  Adam adam(model.named_parameters(), AdamOptions{1e-3});
+  Tensor x = Tensor::full({3, 1, 28, 28}, 1.0);
+  Tensor eps = Tensor::zeros({3, 2});
+  std::vector<const void*> first;
+  for (int step = 0; step < 4; ++step) {
+    adam.zero_grad();
+    cvae_loss(model, x, eps, KlMode::MonteCarlo).backward();
+    adam.step();
+    std::vector<const void*> now;
+    for (auto& [name, p] : model.named_parameters()) now.push_back(p.grad().raw());
+    if (step == 1) first = now;  // from the second step on (the first takes backward's buffers)
+    if (step > 1) {
+      EXPECT_EQ(now, first) << "step " << step;
+    }
+  }
 }
 
 TEST(Optim, TrainingLowersTheCvaeLoss) {
