@@ -13,6 +13,7 @@
 
 #include "engine/safetensors.h"
 #include "support/app_runner.h"
+#include "support/cvae_spec.h"
 
 namespace cvae {
 namespace {
@@ -106,12 +107,7 @@ TEST_F(App, InterruptedRunResumesBitwise) {
   // Start in the background, interrupt after a moment, wait for the exit code.
   std::string cmd = "sh -c '" + std::string(CVAE_BINARY) + " train " + args + " --out " + cut +
                     " & pid=$!; sleep 0.8; kill -INT $pid; wait $pid; echo exit=$?' 2>&1";
-  testing::RunResult r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  ::pclose(pipe);
+  testing::RunResult r = testing::run_shell(cmd);
   ASSERT_NE(r.output.find("interrupted: checkpoint saved"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("exit=130"), std::string::npos) << r.output;
   SafeTensors mid = load_safetensors(cut + "/checkpoint.safetensors");
@@ -172,14 +168,7 @@ TEST_F(App, ExportHasPyTorchNamesAndLayouts) {
   RunResult r = run_cvae("export --checkpoint " + checkpoint() + " --out " + out);
   ASSERT_EQ(r.code, 0) << r.output;
   SafeTensors st = load_safetensors(out);
-  std::vector<std::pair<std::string, Shape>> expected = {
-      {"encoder.conv1.weight", {32, 1, 3, 3}}, {"encoder.conv1.bias", {32}},
-      {"encoder.conv2.weight", {64, 32, 3, 3}}, {"encoder.conv2.bias", {64}},
-      {"encoder.fc.weight", {4, 2304}}, {"encoder.fc.bias", {4}},
-      {"decoder.fc.weight", {1568, 2}}, {"decoder.fc.bias", {1568}},
-      {"decoder.deconv1.weight", {32, 64, 3, 3}}, {"decoder.deconv1.bias", {64}},
-      {"decoder.deconv2.weight", {64, 32, 3, 3}}, {"decoder.deconv2.bias", {32}},
-      {"decoder.deconv3.weight", {32, 1, 3, 3}}, {"decoder.deconv3.bias", {1}}};
+  auto expected = testing::cvae_export_layout(2);
   ASSERT_EQ(st.tensors.size(), expected.size());  // weights only: no optimizer state
   for (auto& [name, shape] : expected) EXPECT_EQ(st.at(name).shape(), shape) << name;
   for (const char* key : {"model", "latent_dim", "dataset", "binarization", "epoch", "step"})

@@ -9,6 +9,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "models/cvae.h"
+#include "support/cvae_spec.h"
 
 namespace cvae {
 namespace {
@@ -99,15 +100,7 @@ TEST(Autograd, ReshapeSharesStorage) {
 
 TEST(Nn, CvaeParameterNamesAndShapesAreStable) {
   CVAE model(2, 0);
-  std::vector<std::pair<std::string, Shape>> expected = {
-      {"encoder.conv1.weight", {32, 1, 3, 3}}, {"encoder.conv1.bias", {32}},
-      {"encoder.conv2.weight", {64, 32, 3, 3}}, {"encoder.conv2.bias", {64}},
-      {"encoder.fc.weight", {4, 2304}},         {"encoder.fc.bias", {4}},
-      {"decoder.fc.weight", {1568, 2}},         {"decoder.fc.bias", {1568}},
-      {"decoder.deconv1.weight", {32, 64, 3, 3}}, {"decoder.deconv1.bias", {64}},
-      {"decoder.deconv2.weight", {64, 32, 3, 3}}, {"decoder.deconv2.bias", {32}},
-      {"decoder.deconv3.weight", {32, 1, 3, 3}},  {"decoder.deconv3.bias", {1}},
-  };
+  auto expected = testing::cvae_export_layout(2);
   NamedTensors params = model.named_parameters();
   ASSERT_EQ(params.size(), expected.size());
   for (size_t i = 0; i < params.size(); ++i) {

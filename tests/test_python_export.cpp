@@ -18,24 +18,12 @@ namespace {
 
 using testing::run_cvae;
 
-// Runs a shell command; returns its exit code and output.
-testing::RunResult shell(const std::string& cmd) {
-  testing::RunResult r;
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 double json_field(const std::string& output, const char* key) {
   return nlohmann::json::parse(output.substr(output.find('{'))).at(key).get<double>();
 }
 
 TEST(PythonExport, TorchModuleGivesTheSameElbo) {
-  if (shell("python3 -c 'import torch, safetensors'").code != 0)
+  if (testing::run_shell("python3 -c 'import torch, safetensors'").code != 0)
     GTEST_SKIP() << "torch or safetensors is not installed (pip install torch safetensors)";
   std::string dir = testing::fresh_dir("python");
   std::string data = dir + "/data";
@@ -46,7 +34,7 @@ TEST(PythonExport, TorchModuleGivesTheSameElbo) {
   ASSERT_EQ(run_cvae("export --checkpoint " + dir + "/run --out " + exported).code, 0);
   testing::RunResult ours = run_cvae("eval --checkpoint " + dir + "/run --k 0 --k-mc 20 --json");
   ASSERT_EQ(ours.code, 0) << ours.output;
-  testing::RunResult torch = shell("python3 " CVAE_SOURCE_DIR "/apps/python/eval_export.py " + exported +
+  testing::RunResult torch = testing::run_shell("python3 " CVAE_SOURCE_DIR "/apps/python/eval_export.py " + exported +
                                    " --data " + data + " --k 20 --threads 1 --json");
   ASSERT_EQ(torch.code, 0) << torch.output;
   double a = json_field(ours.output, "elbo_analytic"), b = json_field(torch.output, "elbo_analytic");

@@ -30,22 +30,9 @@ double sum_contig(const T* x, int64_t n) {
 
 }  // namespace
 
-// y[n,c,hw] = x[n,c,hw] + b[c]
-template <typename T>
-void bias_add_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
-  const int64_t rows = static_cast<int64_t>(N) * C;
-#pragma omp parallel for schedule(static) if (rows * HW >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T bc = b[r % C];
-    const T* xr = x + r * HW;
-    T* yr = y + r * HW;
-    for (int64_t i = 0; i < HW; ++i) yr[i] = xr[i] + bc;
-  }
-}
-
-// y[n,c,hw] = max(x[n,c,hw] + b[c], 0): the fused epilogue of a layer and its ReLU
-template <typename T>
-void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
+// y[n,c,hw] = x[n,c,hw] + b[c], then max(., 0) when Relu (NaN kept, as relu_fwd)
+template <bool Relu, typename T>
+void bias_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
   const int64_t rows = static_cast<int64_t>(N) * C;
 #pragma omp parallel for schedule(static) if (rows * HW >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
@@ -54,9 +41,20 @@ void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
     T* yr = y + r * HW;
     for (int64_t i = 0; i < HW; ++i) {
       const T v = xr[i] + bc;
-      yr[i] = v < T(0) ? T(0) : v;  // NaN kept, as relu_fwd (a diverged run shows)
+      yr[i] = Relu && v < T(0) ? T(0) : v;
     }
   }
+}
+
+template <typename T>
+void bias_add_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
+  bias_fwd<false>(N, C, HW, x, b, y);
+}
+
+// the fused epilogue of a layer and its ReLU
+template <typename T>
+void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
+  bias_fwd<true>(N, C, HW, x, b, y);
 }
 
 // db[c] = sum_n sum_hw dy[n,c,hw]   (double accumulator, n outer, hw inner)

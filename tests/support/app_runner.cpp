@@ -17,7 +17,11 @@
 namespace cvae::testing {
 
 RunResult run_cvae(const std::string& args) {
-  std::string cmd = std::string(CVAE_BINARY) + " " + args + " 2>&1 </dev/null";
+  return run_shell(std::string(CVAE_BINARY) + " " + args + " </dev/null");
+}
+
+RunResult run_shell(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed: " + cmd);
   RunResult r;

@@ -12,6 +12,8 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
+// Runs a shell command line, capturing stdout and stderr together.
+RunResult run_shell(const std::string& command);
 // Runs `cvae ARGS` (ARGS is shell-quoted by the caller), capturing output.
 RunResult run_cvae(const std::string& args);
 
