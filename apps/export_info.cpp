@@ -8,6 +8,7 @@
 
 #include "apps/commands.h"
 #include "engine/safetensors.h"
+#include "kernels/kernels.h"
 #if defined(CVAE_HAVE_CUDA)
 #include "kernels/cuda/kernels_cuda.h"
 #endif
@@ -56,7 +57,14 @@ int run_info(const std::string& data_dir) {
               "not compiled in"
 #endif
   );
-  std::printf("devices:\n  cpu: %d OpenMP threads\n", omp_get_max_threads());
+  namespace kcpu = kernels::cpu;
+  std::string paths;
+  for (auto isa : {kcpu::CpuIsa::Generic, kcpu::CpuIsa::Avx2, kcpu::CpuIsa::Avx512})
+    if (kcpu::cpu_isa_supported(isa))
+      paths += std::string(paths.empty() ? "" : ", ") + kcpu::cpu_isa_name(isa);
+  std::printf("devices:\n  cpu: %d OpenMP threads, kernel code path %s (this CPU runs: %s;"
+              " CVAE_CPU_ISA forces one)\n",
+              omp_get_max_threads(), kcpu::cpu_isa_name(kcpu::cpu_isa()), paths.c_str());
 #if defined(CVAE_HAVE_CUDA)
   std::string why;
   int n = kernels::cuda::device_count(&why);

@@ -2,8 +2,10 @@
 option(CVAE_BUILD_TESTS "Build the GoogleTest suites" ON)
 option(CVAE_BUILD_BENCHMARKS "Build the Google Benchmark programs" ON)
 option(CVAE_WERROR "Treat compiler warnings as errors (CI turns this on)" OFF)
-option(CVAE_NATIVE "Compile for this machine's CPU (-march=native: AVX2/AVX-512 for the GEMM)" ON)
-set(CVAE_MARCH "" CACHE STRING "Compile for this CPU instead (e.g. x86-64-v3 for binaries carried to another machine); overrides CVAE_NATIVE")
+# No -march=native: the kernels pick their AVX2 / AVX-512 code at run time (kernels/cpu/isa.cpp),
+# so one build runs, and runs fast, on every x86-64. CVAE_MARCH raises the baseline of the
+# rest of the code, at the price of the CPUs that lack it.
+set(CVAE_MARCH "" CACHE STRING "Baseline -march for all code (e.g. x86-64-v3); empty: the compiler's default (x86-64)")
 set(CVAE_SANITIZE "" CACHE STRING "Sanitizers to build with: '' or 'address,undefined'")
 set(CVAE_CUDA "AUTO" CACHE STRING "Build the CUDA kernels: AUTO (when nvcc is found), ON or OFF")
 set_property(CACHE CVAE_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -13,7 +15,6 @@ function(cvae_target_defaults target)
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wshadow -Wno-unknown-pragmas>
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${CVAE_WERROR}>>:-Werror>
-    $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${CVAE_NATIVE}>,$<NOT:$<BOOL:${CVAE_MARCH}>>>:-march=native>
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${CVAE_MARCH}>>:-march=${CVAE_MARCH}>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>
     $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${CVAE_WERROR}>>:--Werror=all-warnings>)

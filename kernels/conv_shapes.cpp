@@ -10,9 +10,9 @@
 namespace cvae::kernels {
 namespace {
 
-// Batch slots of the CPU conv kernels: images are split into min(N, kConvSlots)
-// contiguous ranges, each with its own im2col buffer (and, for wgrad, its own
-// partial dw). A constant, not the thread count, so results never depend on it.
+// Batch slots of the CPU wgrad: images are split into min(N, kConvSlots) contiguous
+// ranges, each summed into its own partial dw. A constant, not the thread count, so
+// results never depend on it.
 constexpr int kConvSlots = 8;
 
 void require(bool ok, const char* what) {
@@ -63,16 +63,5 @@ Conv2dShape conv_transpose2d_shape_same(int N, int Cin, int H, int W, int Cout, 
 
 // slots = min(N, kConvSlots)
 int conv2d_batch_slots(const Conv2dShape& s) { return std::max(1, std::min(s.N, kConvSlots)); }
-
-// slots * C*R*S*P*Q (im2col columns per slot) + (slots-1) * K*C*R*S (wgrad partials;
-// slot 0 accumulates straight into dw).
-size_t conv2d_workspace_elems(const Conv2dShape& s) {
-  require(s.N >= 1 && s.C >= 1 && s.K >= 1 && s.R >= 1 && s.S >= 1 && s.P >= 1 && s.Q >= 1,
-          "workspace of an empty or invalid shape");
-  size_t slots = static_cast<size_t>(conv2d_batch_slots(s));
-  size_t crs = static_cast<size_t>(s.C) * s.R * s.S;
-  size_t col = crs * static_cast<size_t>(s.P) * s.Q;
-  return slots * col + (slots - 1) * crs * static_cast<size_t>(s.K);
-}
 
 }  // namespace cvae::kernels

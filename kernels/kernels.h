@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace cvae::kernels {
 
@@ -39,15 +40,15 @@ Conv2dShape conv2d_shape_same(int N, int C, int H, int W, int K, int R, int S, i
 Conv2dShape conv_transpose2d_shape_same(int N, int Cin, int H, int W, int Cout, int R, int S,
                                         int stride);
 
-// Scratch the CPU conv kernels need (im2col columns), in elements of T. The
-// caller allocates it; kernels never allocate.
+// Scratch the CPU conv kernels need (wgrad's per-slot partial sums), in elements of
+// T. The caller allocates it; kernels never allocate.
 size_t conv2d_workspace_elems(const Conv2dShape& s);
 
 // Philox blocks (4 numbers each) that a draw of n numbers consumes.
 inline uint64_t philox_blocks(int64_t n) { return static_cast<uint64_t>((n + 3) / 4); }
-// The CPU conv kernels split the batch into this many contiguous image ranges
-// (min(N, 8)), each with its own columns and, for wgrad, its own partial dw
-// summed in slot order: results never depend on the thread count.
+// The CPU wgrad splits the batch into this many contiguous image ranges (min(N, 8)),
+// each summed into its own partial dw, partials then added in slot order: results never
+// depend on the thread count.
 int conv2d_batch_slots(const Conv2dShape& s);
 
 namespace cpu {
@@ -61,6 +62,19 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 // dw = sum_n x (*) dy                 (overwrites dw)
 template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace);
+
+// ---------------------------------------------------------------------------
+// CPU code paths. The GEMM (and through it every convolution) runs the micro-kernel
+// of the best path the running CPU supports, chosen once at run time; the binary
+// itself needs only x86-64. CVAE_CPU_ISA=generic|avx2|avx512 (or auto) forces a path;
+// an unknown or unsupported one makes the first kernel call throw, saying why.
+// Results are deterministic for a given path, not equal across paths (FMA, tiling).
+enum class CpuIsa { Generic, Avx2, Avx512 };
+CpuIsa cpu_isa();                     // the path in use
+bool cpu_isa_supported(CpuIsa isa);   // whether this CPU can run it
+void set_cpu_isa(CpuIsa isa);         // tests, benchmarks: throws if unsupported
+const char* cpu_isa_name(CpuIsa isa); // "generic", "avx2", "avx512"
+bool parse_cpu_isa(const std::string& name, CpuIsa* isa);
 
 // ---------------------------------------------------------------------------
 // GEMM, row-major: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.

@@ -190,6 +190,14 @@ std::vector<Conv2dShape> test_shapes() {
       kc::conv_transpose2d_shape_same(3, 5, 7, 7, 4, 3, 3, 2),
       kc::conv2d_shape_valid(3, 1, 28, 28, 32, 3, 3, 2),
       kc::conv2d_shape_same(2, 3, 11, 13, 3, 4, 4, 3),  // stride 3, even kernel
+      // many channels: the direct forms (fprop reads x in place, dgrad by phases)
+      kc::conv2d_shape_valid(3, 32, 13, 13, 64, 3, 3, 2),        // the encoder's conv2
+      kc::conv_transpose2d_shape_same(2, 32, 7, 7, 64, 3, 3, 2),  // deconv1: zero border
+      kc::conv_transpose2d_shape_same(3, 40, 5, 6, 17, 3, 3, 2),  // odd sizes and channels
+      kc::conv2d_shape_same(2, 20, 9, 8, 18, 3, 3, 1),           // stride 1, border all round
+      kc::conv2d_shape_same(2, 18, 10, 9, 16, 4, 4, 3),          // stride 3, even kernel
+      kc::conv2d_shape_valid(2, 16, 8, 8, 20, 1, 1, 2),          // 1x1 s2: phases without taps
+      kc::conv2d_shape_same(2, 30, 6, 6, 150, 3, 3, 1),          // dgrad's K past a K block
   };
 }
 
@@ -224,17 +232,29 @@ TEST(Conv, AdjointIdentities) {
   }
 }
 
-TEST(Conv, WgradSameBitsWithOneOrTwoThreads) {
-  auto s = kc::conv2d_shape_same(13, 8, 14, 14, 16, 3, 3, 2);
-  auto x = random_vector<float>(x_size(s), 5), dy = random_vector<float>(y_size(s), 6);
-  std::vector<float> ws(kc::conv2d_workspace_elems(s)), dw1(w_size(s)), dw2(w_size(s));
-  int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  cpu::conv2d_wgrad(s, x.data(), dy.data(), dw1.data(), ws.data());
-  omp_set_num_threads(2);
-  cpu::conv2d_wgrad(s, x.data(), dy.data(), dw2.data(), ws.data());
-  omp_set_num_threads(saved);
-  EXPECT_EQ(0, std::memcmp(dw1.data(), dw2.data(), dw1.size() * sizeof(float)));
+// Every pass, in both of its forms (direct: many channels; packed / col2im: few), gives the
+// same bits on one thread as on two.
+TEST(Conv, SameBitsWithOneOrTwoThreads) {
+  for (const auto& s : {kc::conv2d_shape_same(13, 8, 14, 14, 16, 3, 3, 2),     // packed, col2im
+                        kc::conv2d_shape_same(13, 24, 14, 14, 32, 3, 3, 2),    // direct forms
+                        kc::conv_transpose2d_shape_same(9, 32, 7, 7, 64, 3, 3, 2)}) {
+    auto x = random_vector<float>(x_size(s), 5), dy = random_vector<float>(y_size(s), 6);
+    auto w = random_vector<float>(w_size(s), 7);
+    std::vector<float> ws(kc::conv2d_workspace_elems(s));
+    std::vector<float> y[2], dx[2], dw[2];
+    const int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; ++t) {
+      omp_set_num_threads(t + 1);
+      y[t].resize(y_size(s)), dx[t].resize(x_size(s)), dw[t].resize(w_size(s));
+      cpu::conv2d_fprop(s, x.data(), w.data(), y[t].data(), ws.data());
+      cpu::conv2d_dgrad(s, dy.data(), w.data(), dx[t].data(), ws.data());
+      cpu::conv2d_wgrad(s, x.data(), dy.data(), dw[t].data(), ws.data());
+    }
+    omp_set_num_threads(saved);
+    EXPECT_EQ(0, std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float))) << "fprop";
+    EXPECT_EQ(0, std::memcmp(dx[0].data(), dx[1].data(), dx[0].size() * sizeof(float))) << "dgrad";
+    EXPECT_EQ(0, std::memcmp(dw[0].data(), dw[1].data(), dw[0].size() * sizeof(float))) << "wgrad";
+  }
 }
 
 // TF Conv2DTranspose `same` 7 -> 14, k3 s2 == PyTorch ConvTranspose2d(padding=0) (15x15)
@@ -259,6 +279,39 @@ TEST(Conv, TransposedSameIsCroppedPaddingZeroScatter) {
   std::vector<double> ws(kc::conv2d_workspace_elems(s));
   cpu::conv2d_dgrad(s, in.data(), w.data(), out.data(), ws.data());
   EXPECT_TRUE(all_close(out, ref, 1e-12, 1e-12));
+}
+
+// ----------------------------------------------------------------------------- code paths
+
+TEST(CpuIsa, NamesRoundTrip) {
+  for (auto isa : {cpu::CpuIsa::Generic, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx512}) {
+    cpu::CpuIsa parsed{};
+    ASSERT_TRUE(cpu::parse_cpu_isa(cpu::cpu_isa_name(isa), &parsed));
+    EXPECT_EQ(parsed, isa);
+  }
+  cpu::CpuIsa unused{};
+  EXPECT_FALSE(cpu::parse_cpu_isa("avx3", &unused));
+  EXPECT_TRUE(cpu::cpu_isa_supported(cpu::CpuIsa::Generic));
+}
+
+// In one process, every path this CPU runs gives the reference GEMM and convolutions;
+// a path it cannot run is refused.
+TEST(CpuIsa, EverySupportedPathMatchesTheReference) {
+  const cpu::CpuIsa saved = cpu::cpu_isa();
+  for (auto isa : {cpu::CpuIsa::Generic, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx512}) {
+    SCOPED_TRACE(cpu::cpu_isa_name(isa));
+    if (!cpu::cpu_isa_supported(isa)) {
+      EXPECT_THROW(cpu::set_cpu_isa(isa), std::invalid_argument);
+      continue;
+    }
+    cpu::set_cpu_isa(isa);
+    EXPECT_EQ(cpu::cpu_isa(), isa);
+    check_gemm<float>(false, true, 37, 45, 300, 1.f, 0.f, 3);
+    check_gemm<double>(true, false, 19, 70, 140, 0.5, 2.0, 4);
+    check_conv<float>(kc::conv_transpose2d_shape_same(2, 32, 7, 7, 64, 3, 3, 2), 5);
+    check_conv<float>(kc::conv2d_shape_valid(3, 1, 28, 28, 32, 3, 3, 2), 6);
+  }
+  cpu::set_cpu_isa(saved);
 }
 
 // ----------------------------------------------------------------------------- shapes
@@ -318,8 +371,12 @@ TEST(ConvShapes, RejectsNonsense) {
 
 TEST(ConvShapes, WorkspaceOfLargestCvaeLayer) {
   auto s = kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2);
-  // 8 slots of 288 x 196 columns plus 7 partial dw of 64 x 288
-  EXPECT_EQ(kc::conv2d_workspace_elems(s), size_t(8) * 288 * 196 + size_t(7) * 64 * 288);
+  // fprop reads its input [100,32,28,28] in place with one zero row and column added at
+  // the bottom/right (TF `same`): the largest need, above wgrad's 7 partial dw of 64 x 288.
+  EXPECT_EQ(kc::conv2d_workspace_elems(s), size_t(100) * 32 * 29 * 29);
+  // A `valid` conv reads in place: only wgrad's partials remain.
+  auto v = kc::conv2d_shape_valid(100, 32, 13, 13, 64, 3, 3, 2);
+  EXPECT_GE(kc::conv2d_workspace_elems(v), size_t(7) * 64 * 288);
 }
 
 }  // namespace

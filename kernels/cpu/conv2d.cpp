@@ -1,12 +1,14 @@
-// conv2d.cpp: CPU Conv2d fprop / dgrad / wgrad (NCHW) as im2col or col2im + the gemm.
-// The batch is split into conv2d_batch_slots() contiguous ranges run under OpenMP, each
-// with its own columns in the caller's workspace. No bias or activation fused here.
+// conv2d.cpp: CPU Conv2d fprop / dgrad / wgrad (NCHW), each pass one GEMM over views of
+// the tensors themselves (gemm_views.h): im2col happens inside the GEMM's packing and
+// col2im inside its tile writer, so no column matrix is ever stored. The workspace
+// holds only wgrad's per-slot partial sums. No bias or activation fused here.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/cpu/gemm_views.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -14,111 +16,289 @@ namespace {
 
 int64_t crs_of(const Conv2dShape& s) { return (int64_t)s.C * s.R * s.S; }
 int64_t pq_of(const Conv2dShape& s) { return (int64_t)s.P * s.Q; }
-
-// Output positions o in [lo, hi) read input o*stride - pad + tap inside [0, size).
-void valid_range(int out, int stride, int pad, int tap, int size, int* lo, int* hi) {
-  int off = tap - pad;  // input index = o*stride + off
-  *lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  *hi = off >= size ? 0 : std::min(out, (size - 1 - off) / stride + 1);
-  if (*hi < *lo) *hi = *lo;
-}
-
-// col[(c,r,s), (p,q)] = x[c, p*sh - ph + r, q*sw - pw + s]  (zero outside)
-template <typename T>
-void im2col(const Conv2dShape& s, const T* x, T* col) {
-  for (int c = 0; c < s.C; ++c)
-    for (int r = 0; r < s.R; ++r)
-      for (int t = 0; t < s.S; ++t, col += pq_of(s)) {
-        int p0, p1, q0, q1;
-        valid_range(s.P, s.stride_h, s.pad_h, r, s.H, &p0, &p1);
-        valid_range(s.Q, s.stride_w, s.pad_w, t, s.W, &q0, &q1);
-        std::fill(col, col + pq_of(s), T(0));
-        for (int p = p0; p < p1; ++p) {
-          const T* xr = x + ((int64_t)c * s.H + p * s.stride_h - s.pad_h + r) * s.W;
-          T* cr = col + (int64_t)p * s.Q;
-          for (int q = q0; q < q1; ++q) cr[q] = xr[q * s.stride_w - s.pad_w + t];
-        }
-      }
-}
-
-// x[c, p*sh - ph + r, q*sw - pw + s] += col[(c,r,s), (p,q)]   (x zeroed first)
-template <typename T>
-void col2im(const Conv2dShape& s, const T* col, T* x) {
-  std::fill(x, x + (int64_t)s.C * s.H * s.W, T(0));
-  for (int c = 0; c < s.C; ++c)
-    for (int r = 0; r < s.R; ++r)
-      for (int t = 0; t < s.S; ++t, col += pq_of(s)) {
-        int p0, p1, q0, q1;
-        valid_range(s.P, s.stride_h, s.pad_h, r, s.H, &p0, &p1);
-        valid_range(s.Q, s.stride_w, s.pad_w, t, s.W, &q0, &q1);
-        for (int p = p0; p < p1; ++p) {
-          T* xr = x + ((int64_t)c * s.H + p * s.stride_h - s.pad_h + r) * s.W;
-          const T* cr = col + (int64_t)p * s.Q;
-          for (int q = q0; q < q1; ++q) xr[q * s.stride_w - s.pad_w + t] += cr[q];
-        }
-      }
-}
-
-// A 1x1, stride-1, unpadded conv needs no columns: x itself is the column matrix.
-bool is_pointwise(const Conv2dShape& s) {
-  return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
-         s.pad_w == 0 && s.P == s.H && s.Q == s.W;
-}
+int64_t chw_of(const Conv2dShape& s) { return (int64_t)s.C * s.H * s.W; }
 
 void check_shape(const Conv2dShape& s) {
   bool ok = s.N >= 1 && s.C >= 1 && s.H >= 1 && s.W >= 1 && s.K >= 1 && s.R >= 1 && s.S >= 1;
   ok = ok && s.P >= 1 && s.Q >= 1 && s.stride_h >= 1 && s.stride_w >= 1;
   ok = ok && s.pad_h >= 0 && s.pad_w >= 0;
+  ok = ok && (int64_t)s.N * pq_of(s) <= INT32_MAX && crs_of(s) <= INT32_MAX;
   if (!ok) throw std::invalid_argument("conv2d: invalid Conv2dShape");
 }
 
-// Runs body(slot, n_begin, n_end) for each batch slot, slots spread over the threads.
-template <typename F>
-void for_each_slot(const Conv2dShape& s, F body) {
-  const int slots = conv2d_batch_slots(s);
-  const int threads = std::min(slots, omp_in_parallel() ? 1 : omp_get_max_threads());
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int k = 0; k < slots; ++k) {
-    int64_t n0 = (int64_t)s.N * k / slots, n1 = (int64_t)s.N * (k + 1) / slots;
-    body(k, (int)n0, (int)n1);
+// The filter taps (c, r, s) over x: offset c*H*W + r*W + s, image position (r, s).
+GemmAxis taps_axis(const Conv2dShape& s) {
+  GemmAxis a;
+  a.sa = (int64_t)s.H * s.W;
+  a.nb = s.R, a.sb = s.W, a.hb = 1;
+  a.nc = s.S, a.sc = 1, a.wc = 1;
+  return a;
+}
+
+// The output positions (n, p, q) over x: offset n*C*H*W + p*sh*W + q*sw, position
+// (p*sh, q*sw); with a tap added, the input pixel the output reads.
+GemmAxis positions_in_x(const Conv2dShape& s) {
+  GemmAxis a;
+  a.sa = chw_of(s);
+  a.nb = s.P, a.sb = (int64_t)s.stride_h * s.W, a.hb = s.stride_h;
+  a.nc = s.Q, a.sc = s.stride_w, a.wc = s.stride_w;
+  return a;
+}
+
+// The output positions (n, pq) over an [N,K,P,Q] tensor, and its channels k.
+GemmAxis positions_in_y(const Conv2dShape& s) {
+  GemmAxis a;
+  a.sa = s.K * pq_of(s);
+  a.nc = s.P * s.Q, a.sc = 1;
+  return a;
+}
+GemmAxis channels_in_y(const Conv2dShape& s) {
+  GemmAxis a;
+  a.sa = pq_of(s);
+  return a;
+}
+
+// Where (tap, position) pairs fall in x: padding offsets, and bounds when any can fall
+// outside (the top/left padding, or a bottom/right row or column past the image).
+template <typename V>
+void set_image_bounds(const Conv2dShape& s, V* v) {
+  v->off0 = -(int64_t)s.pad_h * s.W - s.pad_w;
+  v->h0 = -s.pad_h, v->w0 = -s.pad_w, v->H = s.H, v->W = s.W;
+  v->bounded = s.pad_h > 0 || s.pad_w > 0 || (int64_t)(s.P - 1) * s.stride_h - s.pad_h + s.R > s.H ||
+               (int64_t)(s.Q - 1) * s.stride_w - s.pad_w + s.S > s.W;
+}
+
+// The column matrix of images [n0, ...) as an operand: taps x positions, or transposed.
+template <typename T>
+GemmOperand<T> im2col_view(const Conv2dShape& s, const T* x, bool taps_are_rows) {
+  GemmOperand<T> v;
+  v.base = x;
+  v.layout = GemmLayout::Gather;
+  v.row = taps_are_rows ? taps_axis(s) : positions_in_x(s);
+  v.col = taps_are_rows ? positions_in_x(s) : taps_axis(s);
+  set_image_bounds(s, &v);
+  return v;
+}
+
+// An [N,K,P,Q] tensor as the matrix channels x positions.
+template <typename T>
+GemmOperand<T> channels_by_positions(const Conv2dShape& s, const T* y) {
+  GemmOperand<T> v;
+  v.base = y;
+  v.layout = GemmLayout::Gather;
+  v.row = channels_in_y(s);
+  v.col = positions_in_y(s);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------
+// The direct forms (GemmLayout::Direct): the micro-kernel reads the image itself, so a
+// tensor whose taps can fall outside is first copied with a zero border. Which form a
+// pass takes depends only on the shape, never on the thread count.
+
+// A zero border around each [H,W] plane of planes: top, left, bottom, right.
+struct Border {
+  int top = 0, left = 0, bottom = 0, right = 0;
+  bool any() const { return top || left || bottom || right; }
+};
+
+int64_t padded_elems(int64_t planes, int H, int W, const Border& b) {
+  return planes * (H + b.top + b.bottom) * (W + b.left + b.right);
+}
+
+// dst[plane][h + top][w + left] = src[plane][h][w], zero elsewhere.
+template <typename T>
+void copy_with_border(int64_t planes, int H, int W, const Border& b, const T* src, T* dst) {
+  const int Hp = H + b.top + b.bottom, Wp = W + b.left + b.right;
+#pragma omp parallel for schedule(static) if (planes * Hp * Wp >= (1 << 16) && !omp_in_parallel())
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    T* d = dst + pl * Hp * Wp;
+    const T* sp = src + pl * H * W;
+    std::memset(d, 0, sizeof(T) * size_t(b.top) * Wp);
+    for (int h = 0; h < H; ++h) {
+      T* row = d + (int64_t)(h + b.top) * Wp;
+      std::memset(row, 0, sizeof(T) * b.left);
+      std::memcpy(row + b.left, sp + (int64_t)h * W, sizeof(T) * W);
+      std::memset(row + b.left + W, 0, sizeof(T) * b.right);
+    }
+    std::memset(d + (int64_t)(H + b.top) * Wp, 0, sizeof(T) * size_t(b.bottom) * Wp);
   }
 }
+
+// fprop reads x[p*sh - ph + r][q*sw - pw + s]: the border that keeps every read inside.
+Border fprop_border(const Conv2dShape& s) {
+  Border b;
+  b.top = s.pad_h, b.left = s.pad_w;
+  b.bottom = std::max(0, (s.P - 1) * s.stride_h + s.R - s.pad_h - s.H);
+  b.right = std::max(0, (s.Q - 1) * s.stride_w + s.S - s.pad_w - s.W);
+  return b;
+}
+
+// Few output channels and a long reduction: fprop as y^T = col^T w^T with col read directly.
+bool fprop_is_direct(const Conv2dShape& s) { return s.K >= 16 && crs_of(s) >= 32; }
+
+// dgrad in gather form: the rows h of dx with (h + pad) % stride == rho ("phase" rho) take
+// the taps r = rho + stride*u, u < U, from dy row p = m - u, where h = stride*m + rho - pad.
+struct Phase {
+  int taps = 0;     // U
+  int m_lo = 0;     // the first m whose h is inside [0, H)
+  int count = 0;    // how many such m
+};
+Phase phase_of(int rho, int stride, int R, int pad, int H) {
+  Phase ph;
+  ph.taps = rho < R ? (R - rho + stride - 1) / stride : 0;
+  const int lo_num = pad - rho;  // m_lo = ceil(lo_num / stride), m_hi = floor((H-1+pad-rho)/stride)
+  ph.m_lo = lo_num <= 0 ? -((-lo_num) / stride) : (lo_num + stride - 1) / stride;
+  const int hi_num = H - 1 + pad - rho;
+  const int m_hi = hi_num >= 0 ? hi_num / stride : -((-hi_num + stride - 1) / stride);
+  ph.count = std::max(0, m_hi - ph.m_lo + 1);
+  return ph;
+}
+
+// The border of dy that keeps the reads of every phase inside: p from m_lo - (U-1) to m_hi.
+void dy_border_1d(int stride, int R, int pad, int H, int P, int* before, int* after) {
+  *before = *after = 0;
+  for (int rho = 0; rho < stride; ++rho) {
+    Phase ph = phase_of(rho, stride, R, pad, H);
+    if (ph.taps == 0 || ph.count == 0) continue;
+    *before = std::max(*before, ph.taps - 1 - ph.m_lo);
+    *after = std::max(*after, ph.m_lo + ph.count - 1 - (P - 1));
+  }
+}
+Border dgrad_border(const Conv2dShape& s) {
+  Border b;
+  dy_border_1d(s.stride_h, s.R, s.pad_h, s.H, s.P, &b.top, &b.bottom);
+  dy_border_1d(s.stride_w, s.S, s.pad_w, s.W, s.Q, &b.left, &b.right);
+  return b;
+}
+
+// Few input channels and the scatter of col2im would dominate: gather form instead.
+bool dgrad_is_direct(const Conv2dShape& s) { return s.C >= 16 && s.K >= 8; }
+
+// dgrad adds each image's columns into its dx through col2im; images go in fixed groups
+// of about kGroupColumns output positions, so every dx element receives its terms in the
+// same order whatever the thread count.
+constexpr int64_t kGroupColumns = 256;
+constexpr int64_t kGroupBytes = 384 * 1024;
 
 }  // namespace
 
 // y[n,k,p,q] = sum_{c,r,s} x[n,c,p*sh-ph+r,q*sw-pw+s] * w[k,c,r,s]
+// Direct: y^T[(n,p,q), k] = sum_{(c,r,s)} x(...) w^T, x read in place (or bordered).
+// Otherwise y[k, (n,p,q)] = w col, the columns packed from x by the GEMM.
 template <typename T>
 void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace) {
   check_shape(s);
-  const int64_t crs = crs_of(s), pq = pq_of(s), chw = (int64_t)s.C * s.H * s.W;
-  for_each_slot(s, [&](int slot, int n0, int n1) {
-    T* col = workspace + slot * crs * pq;
-    for (int n = n0; n < n1; ++n) {
-      const T* b = x + n * chw;
-      if (!is_pointwise(s)) {
-        im2col(s, b, col);
-        b = col;
-      }
-      gemm<T>(false, false, s.K, (int)pq, (int)crs, T(1), w, (int)crs, b, (int)pq, T(0),
-              y + n * s.K * pq, (int)pq);
-    }
-  });
+  GemmProblem<T> p;
+  p.C.base = y, p.C.layout = GemmLayout::Gather;
+  if (!fprop_is_direct(s)) {
+    p.M = s.K, p.N = s.N * (int)pq_of(s), p.K = (int)crs_of(s);
+    p.A.base = w, p.A.layout = GemmLayout::Rows, p.A.ld = crs_of(s);
+    p.B = im2col_view(s, x, true);
+    p.C.row = channels_in_y(s), p.C.col = positions_in_y(s);
+    return gemm_run(p);
+  }
+  const Border b = fprop_border(s);
+  if (b.any()) copy_with_border((int64_t)s.N * s.C, s.H, s.W, b, x, workspace);
+  Conv2dShape sp = s;  // the bordered image, read as a `valid` conv
+  sp.H += b.top + b.bottom, sp.W += b.left + b.right, sp.pad_h = sp.pad_w = 0;
+  p.M = s.N * (int)pq_of(s), p.N = s.K, p.K = (int)crs_of(s);
+  p.A.base = b.any() ? workspace : x, p.A.layout = GemmLayout::Direct;
+  p.A.row = positions_in_x(sp), p.A.col = taps_axis(sp);
+  p.B.base = w, p.B.layout = GemmLayout::Cols, p.B.ld = crs_of(s);  // w^T
+  p.C.row = positions_in_y(s), p.C.col = channels_in_y(s);
+  gemm_run(p);
 }
 
 // dx[n,c,h,w] = sum_{k,p,q,r,s : p*sh-ph+r=h, q*sw-pw+s=w} dy[n,k,p,q] * w[k,c,r,s]
+// Direct: per phase (rho_h, rho_w), dx^T[(n,m,m'), c] = sum_{(k,u,v)} dy(n,k,m-u,m'-v)
+// w[k,c,rho_h+sh*u,rho_w+sw*v], dy read in place from a bordered copy; each dx element is
+// written once. Otherwise col2im(w^T dy), the columns added straight into dx.
+template <typename T>
+void conv2d_dgrad_phase(const Conv2dShape& s, const T* dyp, const Border& b, int rho_h,
+                        int rho_w, const T* w, T* dx) {
+  const Phase ph = phase_of(rho_h, s.stride_h, s.R, s.pad_h, s.H);
+  const Phase pw = phase_of(rho_w, s.stride_w, s.S, s.pad_w, s.W);
+  if (ph.count == 0 || pw.count == 0) return;
+  const int64_t Pp = s.P + b.top + b.bottom, Qp = s.Q + b.left + b.right;
+  const int64_t hw = (int64_t)s.H * s.W, rs = (int64_t)s.R * s.S;
+  const int64_t h0 = (int64_t)s.stride_h * ph.m_lo + rho_h - s.pad_h;
+  const int64_t w0 = (int64_t)s.stride_w * pw.m_lo + rho_w - s.pad_w;
+  GemmAxis pos;  // (n, m, m') over dx
+  pos.sa = chw_of(s), pos.nb = ph.count, pos.sb = s.stride_h * (int64_t)s.W;
+  pos.nc = pw.count, pos.sc = s.stride_w;
+  GemmAxis chan;
+  chan.sa = hw;
+  if (ph.taps == 0 || pw.taps == 0) {  // no tap reaches these rows: dx is zero there
+    for (int n = 0; n < s.N; ++n)
+      for (int c = 0; c < s.C; ++c)
+        for (int m = 0; m < ph.count; ++m)
+          for (int q = 0; q < pw.count; ++q)
+            dx[n * pos.sa + c * hw + (h0 + m * s.stride_h) * s.W + w0 + q * s.stride_w] = T(0);
+    return;
+  }
+  GemmProblem<T> p;
+  p.M = s.N * ph.count * pw.count, p.N = s.C, p.K = s.K * ph.taps * pw.taps;
+  p.A.base = dyp, p.A.layout = GemmLayout::Direct;
+  p.A.off0 = (ph.m_lo + b.top) * Qp + (pw.m_lo + b.left);
+  p.A.row.sa = s.K * Pp * Qp, p.A.row.nb = ph.count, p.A.row.sb = Qp, p.A.row.nc = pw.count,
+  p.A.row.sc = 1;
+  p.A.col.sa = Pp * Qp, p.A.col.nb = ph.taps, p.A.col.sb = -Qp, p.A.col.nc = pw.taps,
+  p.A.col.sc = -1;
+  p.B.base = w, p.B.layout = GemmLayout::Gather;
+  p.B.off0 = (int64_t)rho_h * s.S + rho_w;
+  p.B.row.sa = crs_of(s), p.B.row.nb = ph.taps, p.B.row.sb = (int64_t)s.stride_h * s.S,
+  p.B.row.nc = pw.taps, p.B.row.sc = s.stride_w;
+  p.B.col.sa = rs;
+  p.C.base = dx, p.C.layout = GemmLayout::Gather, p.C.off0 = h0 * s.W + w0;
+  p.C.row = pos, p.C.col = chan;
+  p.threads = omp_in_parallel() ? 1 : 0;
+  gemm_run(p);
+}
+
 template <typename T>
 void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* workspace) {
   check_shape(s);
-  const int64_t crs = crs_of(s), pq = pq_of(s), chw = (int64_t)s.C * s.H * s.W;
-  for_each_slot(s, [&](int slot, int n0, int n1) {
-    T* col = workspace + slot * crs * pq;
-    for (int n = n0; n < n1; ++n) {
-      T* out = is_pointwise(s) ? dx + n * chw : col;
-      gemm<T>(true, false, (int)crs, (int)pq, s.K, T(1), w, (int)crs, dy + n * s.K * pq,
-              (int)pq, T(0), out, (int)pq);
-      if (!is_pointwise(s)) col2im(s, col, dx + n * chw);
+  const int64_t pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
+  if (dgrad_is_direct(s)) {
+    const Border b = dgrad_border(s);
+    if (b.any()) copy_with_border((int64_t)s.N * s.K, s.P, s.Q, b, dy, workspace);
+    const T* dyp = b.any() ? workspace : dy;
+    const int64_t dyp_image = s.K * (int64_t)(s.P + b.top + b.bottom) * (s.Q + b.left + b.right);
+    // Images in groups of about kGroupBytes of dx, every phase of a group in turn, so that
+    // the cache lines the phases share are completed while they are in cache.
+    const int group = (int)std::max<int64_t>(1, kGroupBytes / (chw * int64_t(sizeof(T))));
+    const int groups = (s.N + group - 1) / group;
+    const int threads = std::min(groups, omp_in_parallel() ? 1 : omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+    for (int g = 0; g < groups; ++g) {
+      Conv2dShape sg = s;
+      sg.N = std::min(s.N, (g + 1) * group) - g * group;
+      for (int rho_h = 0; rho_h < s.stride_h; ++rho_h)
+        for (int rho_w = 0; rho_w < s.stride_w; ++rho_w)
+          conv2d_dgrad_phase(sg, dyp + g * group * dyp_image, b, rho_h, rho_w, w,
+                             dx + g * group * chw);
     }
-  });
+    return;
+  }
+  std::memset(dx, 0, sizeof(T) * size_t(s.N) * size_t(chw));
+  const int group = (int)std::max<int64_t>(1, kGroupColumns / pq);
+  const int groups = (s.N + group - 1) / group;
+  const int threads = std::min(groups, omp_in_parallel() ? 1 : omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+  for (int g = 0; g < groups; ++g) {
+    const int n0 = g * group, n1 = std::min(s.N, n0 + group);
+    GemmProblem<T> p;
+    p.M = (int)crs_of(s), p.N = (n1 - n0) * (int)pq, p.K = s.K;
+    p.A.base = w, p.A.layout = GemmLayout::Cols, p.A.ld = crs_of(s);  // W^T
+    p.B = channels_by_positions(s, dy + n0 * kpq);
+    p.C.base = dx + n0 * chw, p.C.layout = GemmLayout::Gather;
+    p.C.row = taps_axis(s), p.C.col = positions_in_x(s);
+    set_image_bounds(s, &p.C);
+    p.C.store = GemmStore::Accumulate;
+    p.threads = 1;
+    gemm_run(p);
+  }
 }
 
 // dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x[n,c,p*sh-ph+r,q*sw-pw+s]
@@ -127,24 +307,22 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace) {
   check_shape(s);
-  const int64_t crs = crs_of(s), pq = pq_of(s), chw = (int64_t)s.C * s.H * s.W;
+  const int64_t crs = crs_of(s), pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
   const int64_t kcrs = s.K * crs, slots = conv2d_batch_slots(s);
-  T* partials = workspace + slots * crs * pq;  // slots-1 of K*C*R*S
-  for_each_slot(s, [&](int slot, int n0, int n1) {
-    T* col = workspace + slot * crs * pq;
-    T* acc = slot == 0 ? dw : partials + (slot - 1) * kcrs;
-    for (int n = n0; n < n1; ++n) {
-      const T* b = x + n * chw;
-      if (!is_pointwise(s)) {
-        im2col(s, b, col);
-        b = col;
-      }
-      gemm<T>(false, true, s.K, (int)crs, (int)pq, T(1), dy + n * s.K * pq, (int)pq, b,
-              (int)pq, n == n0 ? T(0) : T(1), acc, (int)crs);
-    }
-  });
+  const int threads = (int)std::min<int64_t>(slots, omp_in_parallel() ? 1 : omp_get_max_threads());
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int k = 0; k < (int)slots; ++k) {
+    const int n0 = (int)(s.N * k / slots), n1 = (int)(s.N * (k + 1) / slots);
+    GemmProblem<T> p;
+    p.M = s.K, p.N = (int)crs, p.K = (n1 - n0) * (int)pq;
+    p.A = channels_by_positions(s, dy + n0 * kpq);
+    p.B = im2col_view(s, x + n0 * chw, false);
+    p.C.base = k == 0 ? dw : workspace + (k - 1) * kcrs, p.C.ld = crs;
+    p.threads = 1;
+    gemm_run(p);
+  }
   for (int64_t k = 1; k < slots; ++k)
-    for (int64_t i = 0; i < kcrs; ++i) dw[i] += partials[(k - 1) * kcrs + i];
+    for (int64_t i = 0; i < kcrs; ++i) dw[i] += workspace[(k - 1) * kcrs + i];
 }
 
 #define CVAE_INSTANTIATE_CONV(T)                                                         \
@@ -156,3 +334,23 @@ CVAE_INSTANTIATE_CONV(double)
 #undef CVAE_INSTANTIATE_CONV
 
 }  // namespace cvae::kernels::cpu
+
+namespace cvae::kernels {
+
+// The largest of what one pass needs: fprop's or dgrad's bordered copy (direct forms)
+// and wgrad's (slots-1) partial sums (slot 0 accumulates straight into dw).
+size_t conv2d_workspace_elems(const Conv2dShape& s) {
+  if (!(s.N >= 1 && s.C >= 1 && s.K >= 1 && s.R >= 1 && s.S >= 1 && s.P >= 1 && s.Q >= 1 &&
+        s.H >= 1 && s.W >= 1 && s.stride_h >= 1 && s.stride_w >= 1))
+    throw std::invalid_argument("conv2d shape: workspace of an empty or invalid shape");
+  using namespace cpu;
+  int64_t elems = (conv2d_batch_slots(s) - 1) * s.K * crs_of(s);
+  const Border bf = fprop_border(s), bd = dgrad_border(s);
+  if (fprop_is_direct(s) && bf.any())
+    elems = std::max(elems, padded_elems((int64_t)s.N * s.C, s.H, s.W, bf));
+  if (dgrad_is_direct(s) && bd.any())
+    elems = std::max(elems, padded_elems((int64_t)s.N * s.K, s.P, s.Q, bd));
+  return static_cast<size_t>(std::max<int64_t>(1, elems));
+}
+
+}  // namespace cvae::kernels

@@ -79,7 +79,10 @@ void relu_fwd(int64_t n, const T* x, T* y) {
 template <typename T>
 void relu_bwd(int64_t n, const T* y, const T* dy, T* dx) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = dy[i];  // loaded unconditionally, so that the select vectorizes
+    dx[i] = y[i] > T(0) ? g : T(0);
+  }
 }
 
 // y = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) otherwise (one exp(-|x|))
