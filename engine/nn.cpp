@@ -94,7 +94,7 @@ Conv2d::Conv2d(int in, int out, int kernel, int stride_, Padding padding_, Philo
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
-  return bias_add(conv2d(x, weight, stride, padding), bias, relu);
+  return conv2d(x, weight, bias, stride, padding, relu);  // bias and ReLU fused
 }
 
 ConvTranspose2d::ConvTranspose2d(int in, int out, int kernel, int stride_, Padding padding_,
@@ -106,7 +106,7 @@ ConvTranspose2d::ConvTranspose2d(int in, int out, int kernel, int stride_, Paddi
 }
 
 Tensor ConvTranspose2d::forward(const Tensor& x) {
-  return bias_add(conv_transpose2d(x, weight, stride, padding), bias, relu);
+  return conv_transpose2d(x, weight, bias, stride, padding, relu);
 }
 
 Linear::Linear(int in, int out, Philox& rng, bool relu_) : relu(relu_) {
@@ -116,7 +116,7 @@ Linear::Linear(int in, int out, Philox& rng, bool relu_) : relu(relu_) {
   bias = register_parameter("bias", Tensor::zeros({out}));
 }
 
-Tensor Linear::forward(const Tensor& x) { return bias_add(linear(x, weight), bias, relu); }
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias, relu); }
 
 Tensor Reshape::forward(const Tensor& x) {
   Shape s{x.size(0)};

@@ -25,6 +25,15 @@ Tensor linear(const Tensor& x, const Tensor& w);
 // x [N,C,...] + b[C], broadcast over the batch and the trailing dims; with
 // relu, max(. , 0) in the same pass (the fused epilogue of a layer + ReLU).
 Tensor bias_add(const Tensor& x, const Tensor& b, bool relu = false);
+// Whole layers, act(op(x, w) + b) in one op: the bias and ReLU ride in the conv's or
+// GEMM's epilogue on the CPU (no extra pass), and the backward takes one fused pass for
+// the ReLU mask and the bias gradient. b may be undefined (no bias). Bit for bit the
+// results of bias_add(op(x, w), b, relu) and its backward.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding,
+              bool relu);
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride,
+                        Padding padding, bool relu);
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu);
 
 // --- elementwise ---------------------------------------------------------------
 Tensor relu(const Tensor& x);

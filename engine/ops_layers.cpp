@@ -15,10 +15,60 @@ using detail::dispatch;
 
 enum class ConvPass { Fprop, Dgrad, Wgrad };
 
-// out = pass(a, b) for the conv problem s; out's shape is given.
+// [N, C, HW] view of a layer output for the bias kernels (HW = 1 for dense layers).
+struct BiasShape {
+  int N, C;
+  int64_t HW;
+};
+BiasShape bias_shape(const Tensor& y) {
+  const int N = int(y.size(0)), C = int(y.size(1));
+  return {N, C, y.numel() / (int64_t(N) * C)};
+}
+
+// y = act(y + b) in place (b may be undefined).
+void bias_act_in_place(Tensor& y, const Tensor& b, bool relu) {
+  const BiasShape d = bias_shape(y);
+  if (b.defined() && relu)
+    CVAE_RUN_KERNEL(y, bias_relu_fwd, d.N, d.C, d.HW, y.data<T>(), b.data<T>(), y.data<T>());
+  else if (b.defined())
+    CVAE_RUN_KERNEL(y, bias_add_fwd, d.N, d.C, d.HW, y.data<T>(), b.data<T>(), y.data<T>());
+  else if (relu)
+    CVAE_RUN_KERNEL(y, relu_fwd, y.numel(), y.data<T>(), y.data<T>());
+}
+
+// The backward of y = act(pre + b): {dpre, db}. yd is y (detached) when act is ReLU,
+// undefined otherwise; db is computed when want_db. One pass on the CPU.
+std::pair<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& yd, bool want_db) {
+  const BiasShape d = bias_shape(dy);
+  Tensor dpre = dy, db;
+  if (want_db) db = Tensor::empty({d.C}, dy.dtype(), dy.device());
+  if (yd.defined()) dpre = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+  if (yd.defined() && want_db && dy.device() == Device::CPU) {
+    detail::dispatch(dy.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::cpu::bias_relu_bwd<T>(d.N, d.C, d.HW, yd.data<T>(), dy.data<T>(), dpre.data<T>(),
+                                     db.data<T>());
+    });
+    return {dpre, db};
+  }
+  if (yd.defined())
+    CVAE_RUN_KERNEL(dy, relu_bwd, dy.numel(), yd.data<T>(), dy.data<T>(), dpre.data<T>());
+  if (want_db) CVAE_RUN_KERNEL(dpre, bias_add_bwd, d.N, d.C, d.HW, dpre.data<T>(), db.data<T>());
+  return {dpre, db};
+}
+
+void check_bias(const char* op, const Tensor& b, int64_t channels) {
+  check(!b.defined() || (b.dim() == 1 && b.size(0) == channels), op,
+        "bias " + (b.defined() ? shape_str(b.shape()) : std::string()) + " does not fit " +
+            std::to_string(channels) + " output channels");
+}
+
+// out = pass(a, b) for the conv problem s; out's shape is given. Fprop and Dgrad take
+// an epilogue, act(out + bias) (bias undefined: none).
 Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Tensor& b,
-                 const Shape& out_shape) {
+                 const Shape& out_shape, const Tensor& bias = Tensor(), bool relu = false) {
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  const bool epilogue = bias.defined() || relu;
   detail::on_device(
       a,
       [&](auto tag) {
@@ -28,23 +78,30 @@ Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Ten
         const T* pb = b.data<T>();
         T* po = out.data<T>();
         T* pw = ws.data<T>();
-        switch (pass) {
-          case ConvPass::Fprop: kernels::cpu::conv2d_fprop<T>(s, pa, pb, po, pw); break;  // a=x, b=w
-          case ConvPass::Dgrad: kernels::cpu::conv2d_dgrad<T>(s, pa, pb, po, pw); break;  // a=dy, b=w
-          case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw); break;  // a=x, b=dy
+        const T* pbias = bias.defined() ? bias.data<T>() : nullptr;
+        switch (pass) {  // a=x, b=w | a=dy, b=w | a=x, b=dy
+          case ConvPass::Fprop: kernels::cpu::conv2d_fprop_bias_act<T>(s, pa, pb, pbias, relu, po, pw); break;
+          case ConvPass::Dgrad: kernels::cpu::conv2d_dgrad_bias_act<T>(s, pa, pb, pbias, relu, po, pw); break;
+          case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw); break;
         }
       },
       [&](cudaStream_t st) {  // the CUDA kernels gather: no workspace
         const float* pa = a.data<float>();
         const float* pb = b.data<float>();
         float* po = out.data<float>();
+        const float* pbias = bias.defined() ? bias.data<float>() : nullptr;
         switch (pass) {
-          case ConvPass::Fprop: CVAE_CUDA_ONLY(kernels::cuda::conv2d_fprop(s, pa, pb, po, st)); break;
+          case ConvPass::Fprop:
+            CVAE_CUDA_ONLY(kernels::cuda::conv2d_fprop_bias_act(s, pa, pb, pbias, relu, po, st));
+            break;
           case ConvPass::Dgrad: CVAE_CUDA_ONLY(kernels::cuda::conv2d_dgrad(s, pa, pb, po, st)); break;
           case ConvPass::Wgrad: CVAE_CUDA_ONLY(kernels::cuda::conv2d_wgrad(s, pa, pb, po, st)); break;
         }
-        (void)pa, (void)pb, (void)po, (void)st;
+        (void)pa, (void)pb, (void)po, (void)st, (void)pbias;
       });
+  // The GPU's dgrad has no epilogue of its own yet: one bias pass after it.
+  if (epilogue && pass == ConvPass::Dgrad && out.device() == Device::CUDA)
+    bias_act_in_place(out, bias, relu);
   return out;
 }
 
@@ -78,30 +135,42 @@ void check_conv_args(const char* op, const Tensor& x, const Tensor& w, int strid
 
 }  // namespace
 
-// y = conv(x, w);  dx = dgrad(dy, w);  dw = wgrad(x, dy)
-Tensor conv2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
+// y = act(conv(x, w) + b);  dpre = act'(y) dy;  dx = dgrad(dpre, w);  dw = wgrad(x, dpre)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding,
+              bool relu) {
   check_conv_args("conv2d", x, w, stride);
+  detail::check_same_kind("conv2d", {&x, &w, &b});
   check(x.size(1) == w.size(1), "conv2d",
         "input channels " + std::to_string(x.size(1)) + " != weight " + shape_str(w.shape()));
+  check_bias("conv2d", b, w.size(0));
   int N = int(x.size(0)), C = int(x.size(1)), H = int(x.size(2)), W = int(x.size(3));
   int K = int(w.size(0)), R = int(w.size(2)), S = int(w.size(3));
   check(padding == Padding::Same || (H >= R && W >= S), "conv2d", "input smaller than the kernel");
   Conv2dShape s = padding == Padding::Valid ? kernels::conv2d_shape_valid(N, C, H, W, K, R, S, stride)
                                             : kernels::conv2d_shape_same(N, C, H, W, K, R, S, stride);
-  Tensor y = conv_pass(ConvPass::Fprop, s, x, w, y_shape(s));
-  return attach(y, {x, w}, [x, w, s](const Tensor& dy) -> std::vector<Tensor> {
-    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Dgrad, s, dy, w, x_shape(s)) : Tensor();
-    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, x, dy, w_shape(s)) : Tensor();
-    return {dx, dw};
+  Tensor y = conv_pass(ConvPass::Fprop, s, x, w, y_shape(s), b, relu);
+  Tensor yd = relu ? y.detach() : Tensor();
+  return attach(y, {x, w, b}, [x, w, b, yd, s](const Tensor& dy) -> std::vector<Tensor> {
+    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
+    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Dgrad, s, dpre, w, x_shape(s)) : Tensor();
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, x, dpre, w_shape(s)) : Tensor();
+    return {dx, dw, db};
   });
 }
 
+Tensor conv2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
+  return conv2d(x, w, Tensor(), stride, padding, false);
+}
+
 // The transpose of the conv s whose output has x's shape:
-// y = dgrad(x, w);  dx = fprop(dy, w);  dw = wgrad(dy, x)
-Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
+// y = act(dgrad(x, w) + b);  dpre = act'(y) dy;  dx = fprop(dpre, w);  dw = wgrad(dpre, x)
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride,
+                        Padding padding, bool relu) {
   check_conv_args("conv_transpose2d", x, w, stride);
+  detail::check_same_kind("conv_transpose2d", {&x, &w, &b});
   check(x.size(1) == w.size(0), "conv_transpose2d",
         "input channels " + std::to_string(x.size(1)) + " != weight " + shape_str(w.shape()));
+  check_bias("conv_transpose2d", b, w.size(1));
   int N = int(x.size(0)), Cin = int(x.size(1)), H = int(x.size(2)), W = int(x.size(3));
   int Cout = int(w.size(1)), R = int(w.size(2)), S = int(w.size(3));
   Conv2dShape s =
@@ -109,35 +178,55 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding pa
           ? kernels::conv_transpose2d_shape_same(N, Cin, H, W, Cout, R, S, stride)
           : kernels::conv2d_shape_valid(N, Cout, (H - 1) * stride + R, (W - 1) * stride + S, Cin,
                                         R, S, stride);
-  Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s));
-  return attach(y, {x, w}, [x, w, s](const Tensor& dy) -> std::vector<Tensor> {
-    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Fprop, s, dy, w, y_shape(s)) : Tensor();
-    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, dy, x, w_shape(s)) : Tensor();
-    return {dx, dw};
+  Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s), b, relu);
+  Tensor yd = relu ? y.detach() : Tensor();
+  return attach(y, {x, w, b}, [x, w, b, yd, s](const Tensor& dy) -> std::vector<Tensor> {
+    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
+    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Fprop, s, dpre, w, y_shape(s)) : Tensor();
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, dpre, x, w_shape(s)) : Tensor();
+    return {dx, dw, db};
   });
 }
 
-// y[N,out] = x[N,in] w[out,in]^T;  dx = dy w;  dw = dy^T x
-Tensor linear(const Tensor& x, const Tensor& w) {
-  detail::check_same_kind("linear", {&x, &w});
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
+  return conv_transpose2d(x, w, Tensor(), stride, padding, false);
+}
+
+// y[N,out] = act(x[N,in] w[out,in]^T + b);  dpre = act'(y) dy;  dx = dpre w;  dw = dpre^T x
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu) {
+  detail::check_same_kind("linear", {&x, &w, &b});
   check(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "linear",
         "shapes " + shape_str(x.shape()) + " and " + shape_str(w.shape()) + " do not fit");
+  check_bias("linear", b, w.size(0));
   int N = int(x.size(0)), in = int(x.size(1)), out = int(w.size(0));
   Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
-  matmul_into(false, true, N, out, in, x, in, w, in, y, out);
-  return attach(y, {x, w}, [x, w, N, in, out](const Tensor& dy) -> std::vector<Tensor> {
+  if (x.device() == Device::CPU) {
+    detail::dispatch(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::cpu::linear_fwd<T>(N, in, out, x.data<T>(), w.data<T>(),
+                                  b.defined() ? b.data<T>() : nullptr, relu, y.data<T>());
+    });
+  } else {
+    matmul_into(false, true, N, out, in, x, in, w, in, y, out);
+    bias_act_in_place(y, b, relu);
+  }
+  Tensor yd = relu ? y.detach() : Tensor();
+  return attach(y, {x, w, b}, [x, w, b, yd, N, in, out](const Tensor& dy) -> std::vector<Tensor> {
+    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
     Tensor dx, dw;
     if (tracks_grad(x)) {
       dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-      matmul_into(false, false, N, in, out, dy, out, w, in, dx, in);
+      matmul_into(false, false, N, in, out, dpre, out, w, in, dx, in);
     }
     if (tracks_grad(w)) {
       dw = Tensor::empty(w.shape(), w.dtype(), w.device());
-      matmul_into(true, false, out, in, N, dy, out, x, in, dw, in);
+      matmul_into(true, false, out, in, N, dpre, out, x, in, dw, in);
     }
-    return {dx, dw};
+    return {dx, dw, db};
   });
 }
+
+Tensor linear(const Tensor& x, const Tensor& w) { return linear(x, w, Tensor(), false); }
 
 // y = x + b[c] (relu: y = max(x + b[c], 0), one fused pass);
 // dpre = dy (relu: dy * (y > 0));  dx = dpre;  db[c] = sum over batch and trailing dims of dpre
@@ -145,25 +234,15 @@ Tensor bias_add(const Tensor& x, const Tensor& b, bool relu) {
   detail::check_same_kind("bias_add", {&x, &b});
   check(x.dim() >= 2 && b.dim() == 1 && b.size(0) == x.size(1), "bias_add",
         "bias " + shape_str(b.shape()) + " does not fit input " + shape_str(x.shape()));
-  int N = int(x.size(0)), C = int(x.size(1));
-  int64_t HW = x.numel() / (int64_t(N) * C);
+  const BiasShape d = bias_shape(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (relu)
-    CVAE_RUN_KERNEL(x, bias_relu_fwd, N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
+    CVAE_RUN_KERNEL(x, bias_relu_fwd, d.N, d.C, d.HW, x.data<T>(), b.data<T>(), y.data<T>());
   else
-    CVAE_RUN_KERNEL(x, bias_add_fwd, N, C, HW, x.data<T>(), b.data<T>(), y.data<T>());
+    CVAE_RUN_KERNEL(x, bias_add_fwd, d.N, d.C, d.HW, x.data<T>(), b.data<T>(), y.data<T>());
   Tensor yd = relu ? y.detach() : Tensor();
-  return attach(y, {x, b}, [b, yd, N, C, HW](const Tensor& dy) -> std::vector<Tensor> {
-    Tensor dpre = dy;
-    if (yd.defined()) {
-      dpre = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
-      CVAE_RUN_KERNEL(dy, relu_bwd, dy.numel(), yd.data<T>(), dy.data<T>(), dpre.data<T>());
-    }
-    Tensor db;
-    if (tracks_grad(b)) {
-      db = Tensor::empty(b.shape(), b.dtype(), b.device());
-      CVAE_RUN_KERNEL(dpre, bias_add_bwd, N, C, HW, dpre.data<T>(), db.data<T>());
-    }
+  return attach(y, {x, b}, [b, yd](const Tensor& dy) -> std::vector<Tensor> {
+    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
     return {dpre, db};
   });
 }

@@ -56,9 +56,18 @@ namespace cpu {
 // y = conv(x, w)                      (overwrites y)
 template <typename T>
 void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace);
+// y = act(conv(x, w) + bias[k]): fprop with its epilogue fused (bias may be null; relu
+// max(., 0) keeps NaN as relu_fwd does). The CUDA twin has the same name.
+template <typename T>
+void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T* bias, bool relu,
+                           T* y, T* workspace);
 // dx = conv^T(dy, w)                  (overwrites dx)
 template <typename T>
 void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* workspace);
+// dx = act(conv^T(dy, w) + bias[c]): a transposed conv's forward with its epilogue.
+template <typename T>
+void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const T* bias,
+                           bool relu, T* dx, T* workspace);
 // dw = sum_n x (*) dy                 (overwrites dw)
 template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace);
@@ -86,6 +95,11 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
           const T* B, int ldb, T beta, T* C, int ldc);
 
+// y[N,out] = act(x[N,in] w[out,in]^T + b[out]): a dense layer with its epilogue fused
+// (b may be null; relu as above).
+template <typename T>
+void linear_fwd(int N, int in, int out, const T* x, const T* w, const T* b, bool relu, T* y);
+
 // ---------------------------------------------------------------------------
 // Bias over channels of an [N,C,HW] tensor (HW = 1 for dense layers).
 // y = x + b[c]                        (y may alias x)
@@ -97,6 +111,10 @@ void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y);
 // db[c] = sum_{n,hw} dy               (overwrites db)
 template <typename T>
 void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db);
+// The backward of y = max(x + b, 0) in one pass: dpre = dy * (y > 0) and db = the
+// bias_add_bwd of dpre, bit for bit as relu_bwd then bias_add_bwd (dpre may alias dy).
+template <typename T>
+void bias_relu_bwd(int N, int C, int64_t HW, const T* y, const T* dy, T* dpre, T* db);
 
 // ---------------------------------------------------------------------------
 // Elementwise, n elements. Outputs may alias inputs.

@@ -181,16 +181,27 @@ bool dgrad_is_direct(const Conv2dShape& s) { return s.C >= 16 && s.K >= 8; }
 constexpr int64_t kGroupColumns = 256;
 constexpr int64_t kGroupBytes = 384 * 1024;
 
+// Each thread's staging area for one phase of a dgrad group (at most the group's dx).
+constexpr int64_t kStageBytes = 512 * 1024;
+template <typename T>
+T* stage_buffer() {
+  alignas(64) static thread_local unsigned char buf[kStageBytes];
+  return reinterpret_cast<T*>(buf);
+}
+
 }  // namespace
 
-// y[n,k,p,q] = sum_{c,r,s} x[n,c,p*sh-ph+r,q*sw-pw+s] * w[k,c,r,s]
+// y[n,k,p,q] = act(sum_{c,r,s} x[n,c,p*sh-ph+r,q*sw-pw+s] * w[k,c,r,s] + bias[k])
 // Direct: y^T[(n,p,q), k] = sum_{(c,r,s)} x(...) w^T, x read in place (or bordered).
-// Otherwise y[k, (n,p,q)] = w col, the columns packed from x by the GEMM.
+// Otherwise y[k, (n,p,q)] = w col, the columns packed from x by the GEMM. Either way the
+// bias and ReLU are applied to each tile as it is stored.
 template <typename T>
-void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace) {
+void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T* bias, bool relu,
+                           T* y, T* workspace) {
   check_shape(s);
   GemmProblem<T> p;
   p.C.base = y, p.C.layout = GemmLayout::Gather;
+  p.C.bias = bias, p.C.relu = relu;
   if (!fprop_is_direct(s)) {
     p.M = s.K, p.N = s.N * (int)pq_of(s), p.K = (int)crs_of(s);
     p.A.base = w, p.A.layout = GemmLayout::Rows, p.A.ld = crs_of(s);
@@ -207,7 +218,13 @@ void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspa
   p.A.row = positions_in_x(sp), p.A.col = taps_axis(sp);
   p.B.base = w, p.B.layout = GemmLayout::Cols, p.B.ld = crs_of(s);  // w^T
   p.C.row = positions_in_y(s), p.C.col = channels_in_y(s);
+  p.C.bias_per_col = true;
   gemm_run(p);
+}
+
+template <typename T>
+void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace) {
+  conv2d_fprop_bias_act<T>(s, x, w, nullptr, false, y, workspace);
 }
 
 // dx[n,c,h,w] = sum_{k,p,q,r,s : p*sh-ph+r=h, q*sw-pw+s=w} dy[n,k,p,q] * w[k,c,r,s]
@@ -216,7 +233,7 @@ void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspa
 // written once. Otherwise col2im(w^T dy), the columns added straight into dx.
 template <typename T>
 void conv2d_dgrad_phase(const Conv2dShape& s, const T* dyp, const Border& b, int rho_h,
-                        int rho_w, const T* w, T* dx) {
+                        int rho_w, const T* w, const T* bias, bool relu, T* dx, T* stage) {
   const Phase ph = phase_of(rho_h, s.stride_h, s.R, s.pad_h, s.H);
   const Phase pw = phase_of(rho_w, s.stride_w, s.S, s.pad_w, s.W);
   if (ph.count == 0 || pw.count == 0) return;
@@ -234,7 +251,8 @@ void conv2d_dgrad_phase(const Conv2dShape& s, const T* dyp, const Border& b, int
       for (int c = 0; c < s.C; ++c)
         for (int m = 0; m < ph.count; ++m)
           for (int q = 0; q < pw.count; ++q)
-            dx[n * pos.sa + c * hw + (h0 + m * s.stride_h) * s.W + w0 + q * s.stride_w] = T(0);
+            dx[n * pos.sa + c * hw + (h0 + m * s.stride_h) * s.W + w0 + q * s.stride_w] =
+                bias && !(relu && bias[c] < T(0)) ? bias[c] : T(0);  // act(0 + bias)
     return;
   }
   GemmProblem<T> p;
@@ -250,14 +268,33 @@ void conv2d_dgrad_phase(const Conv2dShape& s, const T* dyp, const Border& b, int
   p.B.row.sa = crs_of(s), p.B.row.nb = ph.taps, p.B.row.sb = (int64_t)s.stride_h * s.S,
   p.B.row.nc = pw.taps, p.B.row.sc = s.stride_w;
   p.B.col.sa = rs;
-  p.C.base = dx, p.C.layout = GemmLayout::Gather, p.C.off0 = h0 * s.W + w0;
-  p.C.row = pos, p.C.col = chan;
+  p.C.layout = GemmLayout::Gather;
+  p.C.bias = bias, p.C.bias_per_col = true, p.C.relu = relu;
   p.threads = omp_in_parallel() ? 1 : 0;
+  const int64_t pc = (int64_t)ph.count * pw.count;
+  if (!stage) {  // straight into dx, every tile a scatter of stride-apart elements
+    p.C.base = dx, p.C.off0 = h0 * s.W + w0;
+    p.C.row = pos, p.C.col = chan;
+    return gemm_run(p);
+  }
+  // Into stage as [n][c][m][m'] (tiles stored as contiguous rows), then spread into dx.
+  // Scattered tile stores interleaved with the kernel's loads ran up to 1.4x slower,
+  // depending on how dx and dy happened to be aligned (4K aliasing).
+  p.C.base = stage;
+  p.C.row.sa = s.C * pc, p.C.row.nc = (int)pc, p.C.row.sc = 1;
+  p.C.col.sa = pc;
   gemm_run(p);
+  for (int64_t nc = 0; nc < (int64_t)s.N * s.C; ++nc)
+    for (int m = 0; m < ph.count; ++m) {
+      const T* src = stage + nc * pc + (int64_t)m * pw.count;
+      T* dst = dx + nc * hw + (h0 + (int64_t)m * s.stride_h) * s.W + w0;
+      for (int q = 0; q < pw.count; ++q) dst[(int64_t)q * s.stride_w] = src[q];
+    }
 }
 
 template <typename T>
-void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* workspace) {
+void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const T* bias,
+                           bool relu, T* dx, T* workspace) {
   check_shape(s);
   const int64_t pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
   if (dgrad_is_direct(s)) {
@@ -274,10 +311,11 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
     for (int g = 0; g < groups; ++g) {
       Conv2dShape sg = s;
       sg.N = std::min(s.N, (g + 1) * group) - g * group;
+      T* stage = sg.N * chw * int64_t(sizeof(T)) <= kStageBytes ? stage_buffer<T>() : nullptr;
       for (int rho_h = 0; rho_h < s.stride_h; ++rho_h)
         for (int rho_w = 0; rho_w < s.stride_w; ++rho_w)
-          conv2d_dgrad_phase(sg, dyp + g * group * dyp_image, b, rho_h, rho_w, w,
-                             dx + g * group * chw);
+          conv2d_dgrad_phase(sg, dyp + g * group * dyp_image, b, rho_h, rho_w, w, bias, relu,
+                             dx + g * group * chw, stage);
     }
     return;
   }
@@ -299,6 +337,15 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
     p.threads = 1;
     gemm_run(p);
   }
+  const int64_t hw = s.H * (int64_t)s.W;  // the sums are complete: now the epilogue
+  if (bias && relu) bias_relu_fwd<T>(s.N, s.C, hw, dx, bias, dx);
+  else if (bias) bias_add_fwd<T>(s.N, s.C, hw, dx, bias, dx);
+  else if (relu) relu_fwd<T>(s.N * chw, dx, dx);
+}
+
+template <typename T>
+void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* workspace) {
+  conv2d_dgrad_bias_act<T>(s, dy, w, nullptr, false, dx, workspace);
 }
 
 // dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x[n,c,p*sh-ph+r,q*sw-pw+s]
@@ -326,6 +373,10 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
 }
 
 #define CVAE_INSTANTIATE_CONV(T)                                                         \
+  template void conv2d_fprop_bias_act<T>(const Conv2dShape&, const T*, const T*, const T*, \
+                                         bool, T*, T*);                                  \
+  template void conv2d_dgrad_bias_act<T>(const Conv2dShape&, const T*, const T*, const T*, \
+                                         bool, T*, T*);                                  \
   template void conv2d_fprop<T>(const Conv2dShape&, const T*, const T*, T*, T*);         \
   template void conv2d_dgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*);         \
   template void conv2d_wgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*);

@@ -68,6 +68,24 @@ void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db) {
   }
 }
 
+// dpre = dy * (y > 0); db[c] = sum_n sum_hw dpre[n,c,hw], in bias_add_bwd's order
+template <typename T>
+void bias_relu_bwd(int N, int C, int64_t HW, const T* y, const T* dy, T* dpre, T* db) {
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
+  for (int c = 0; c < C; ++c) {
+    double s = 0;
+    for (int n = 0; n < N; ++n) {
+      const int64_t row = (static_cast<int64_t>(n) * C + c) * HW;
+      for (int64_t i = 0; i < HW; ++i) {
+        const T g = dy[row + i];  // loaded unconditionally, so that the select vectorizes
+        dpre[row + i] = y[row + i] > T(0) ? g : T(0);
+      }
+      s += sum_contig(dpre + row, HW);
+    }
+    db[c] = static_cast<T>(s);
+  }
+}
+
 // y = max(x, 0)   (NaN propagates)
 template <typename T>
 void relu_fwd(int64_t n, const T* x, T* y) {
@@ -196,6 +214,7 @@ void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* 
   template void bias_add_bwd<T>(int, int, int64_t, const T*, T*);                    \
   template void relu_fwd<T>(int64_t, const T*, T*);                                  \
   template void relu_bwd<T>(int64_t, const T*, const T*, T*);                        \
+  template void bias_relu_bwd<T>(int, int, int64_t, const T*, const T*, T*, T*);     \
   template void sigmoid_fwd<T>(int64_t, const T*, T*);                               \
   template void sigmoid_bwd<T>(int64_t, const T*, const T*, T*);                     \
   template void exp_fwd<T>(int64_t, const T*, T*);                                   \

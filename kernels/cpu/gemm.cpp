@@ -75,6 +75,33 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
   gemm_run(p);
 }
 
+// y = act(x w^T + b), the bias and ReLU applied as each tile is stored
+template <typename T>
+void linear_fwd(int N, int in, int out, const T* x, const T* w, const T* b, bool relu, T* y) {
+  if (N < 0 || in < 0 || out < 0 || !x || !w || !y)
+    throw std::invalid_argument("linear_fwd: bad sizes or null pointer");
+  if (N == 0 || out == 0) return;
+  if (in == 0) {  // an empty sum: act(b)
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < out; ++j) {
+        const T v = b ? b[j] : T(0);
+        y[(size_t)i * out + j] = relu && v < T(0) ? T(0) : v;
+      }
+    return;
+  }
+  GemmProblem<T> p;
+  p.M = N, p.N = out, p.K = in;
+  p.A = plain(x, false, in);
+  p.B = plain(w, true, in);
+  p.C.base = y, p.C.ld = out;
+  p.C.bias = b, p.C.bias_per_col = true, p.C.relu = relu;
+  gemm_run(p);
+}
+template void linear_fwd<float>(int, int, int, const float*, const float*, const float*, bool,
+                                float*);
+template void linear_fwd<double>(int, int, int, const double*, const double*, const double*, bool,
+                                 double*);
+
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*,
                           int, float, float*, int);
 template void gemm<double>(bool, bool, int, int, int, double, const double*, int,

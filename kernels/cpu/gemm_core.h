@@ -254,15 +254,16 @@ void pack_b(const GemmOperand<T>& B, int N, int p0, int kc, int j0, int nc, T* d
 template <typename T>
 struct TileOut {
   T alpha, beta;
-  const T* bias;  // at the tile's first row, or null
+  const T* bias;  // at the tile's first row (or column, bias_per_col), or null
+  bool bias_per_col;
   bool relu;
 };
 
 template <typename T>
-inline T finish(const TileOut<T>& o, int i, T acc, const T* c) {
+inline T finish(const TileOut<T>& o, int i, int j, T acc, const T* c) {
   T v = o.alpha * acc;
   if (o.beta != T(0)) v += o.beta * *c;
-  if (o.bias) v += o.bias[i];
+  if (o.bias) v += o.bias[o.bias_per_col ? j : i];
   return o.relu ? relu_s(v) : v;
 }
 
@@ -273,7 +274,26 @@ void write_tile(const GemmResult<T>& C, const TileOut<T>& o, int i0, int rows, i
   if (C.layout == GemmLayout::Rows) {
     for (int i = 0; i < rows; ++i) {
       T* c = C.base + (i0 + i) * C.ld + j0;
-      for (int j = 0; j < cols; ++j) c[j] = finish(o, i, tile[i * ldt + j], c + j);
+      for (int j = 0; j < cols; ++j) c[j] = finish(o, i, j, tile[i * ldt + j], c + j);
+    }
+    return;
+  }
+  int64_t r0 = 0;
+  if (C.store == GemmStore::Overwrite && !C.bounded && C.col.nb == 1 && C.col.nc == 1 &&
+      axis_contiguous(C.row, i0, rows, &r0)) {
+    // A tile stored transposed (rows: output positions, contiguous; columns: channels,
+    // C.col.sa apart), one channel at a time; its bias is one number.
+    for (int j = 0; j < cols; ++j) {
+      T* c = C.base + C.off0 + r0 + (j0 + j) * C.col.sa;
+      const T* t = tile + j;
+      const T b = !o.bias ? T(0) : o.bias_per_col ? o.bias[j] : T(0);
+      if (o.beta != T(0) || (o.bias && !o.bias_per_col)) {
+        for (int i = 0; i < rows; ++i) c[i] = finish(o, i, j, t[i * ldt], c + i);
+      } else if (o.relu) {
+        for (int i = 0; i < rows; ++i) c[i] = relu_s(o.alpha * t[i * ldt] + b);
+      } else {
+        for (int i = 0; i < rows; ++i) c[i] = o.alpha * t[i * ldt] + b;
+      }
     }
     return;
   }
@@ -304,7 +324,8 @@ void write_tile(const GemmResult<T>& C, const TileOut<T>& o, int i0, int rows, i
       } else if (o.beta == T(0) && !o.bias && !o.relu && o.alpha == T(1)) {
         for (int q = lo; q < hi; ++q) c_[q * u.step] = t_[q];
       } else {
-        for (int q = lo; q < hi; ++q) c_[q * u.step] = finish(o, i, t_[q], c_ + q * u.step);
+        for (int q = lo; q < hi; ++q)
+          c_[q * u.step] = finish(o, i, u.j + q, t_[q], c_ + q * u.step);
       }
     }
   }
@@ -367,7 +388,13 @@ void micro_kernel(int kc, const ASrc a, const T* __restrict b, const TileOut<T>&
         std::memcpy(&old, cp, sizeof(V));
         v += o.beta * old;
       }
-      if (o.bias) v += o.bias[i];
+      if (o.bias && o.bias_per_col) {
+        V bj;
+        std::memcpy(&bj, o.bias + j * L, sizeof(V));
+        v += bj;
+      } else if (o.bias) {
+        v += o.bias[i];
+      }
       if (o.relu) v = relu_v(v);
       std::memcpy(cp, &v, sizeof(V));
     }
@@ -429,8 +456,10 @@ void gemm_tile(const GemmProblem<T>& p, int i0, int mc, int j0, int nc, PackCach
       const int cols = imin(NR, nc - jr);
       for (int ir = 0; ir < mc; ir += MR) {
         const int rows = imin(MR, mc - ir);
-        const TileOut<T> o{accumulate ? T(1) : p.C.alpha, beta,
-                           last && p.C.bias ? p.C.bias + i0 + ir : nullptr, last && p.C.relu};
+        const T* bias = !last || !p.C.bias ? nullptr
+                        : p.C.bias_per_col ? p.C.bias + j0 + jr : p.C.bias + i0 + ir;
+        const TileOut<T> o{accumulate ? T(1) : p.C.alpha, beta, bias, p.C.bias_per_col,
+                           last && p.C.relu};
         int64_t ldc = 0;
         T* c = rows == MR && cols == NR ? direct_tile(p.C, i0 + ir, j0 + jr, NR, &ldc) : nullptr;
         const T* bp = b_blk + int64_t(jr) * kc;

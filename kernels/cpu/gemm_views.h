@@ -44,7 +44,8 @@ struct GemmOperand {
 // C = alpha * A B + beta * C (Overwrite; beta == 0: C is not read), or C += A B with
 // elements outside the bounds skipped (Accumulate: col2im; the caller zeroes C and makes
 // sure no two threads add into the same elements). The epilogue, applied once C is
-// complete: C = max(C + bias[i], 0) (bias per row i, either part optional).
+// complete: C = max(C + bias, 0) (bias[i] per row, or bias[j] per column when
+// bias_per_col; either part optional; not with Accumulate).
 enum class GemmStore { Overwrite, Accumulate };
 
 template <typename T>
@@ -59,6 +60,7 @@ struct GemmResult {
   GemmStore store = GemmStore::Overwrite;
   T alpha = T(1), beta = T(0);
   const T* bias = nullptr;
+  bool bias_per_col = false;
   bool relu = false;
 };
 
