@@ -1,6 +1,6 @@
 // allocator.h: where tensor bytes come from. The CPU allocator hands out
-// 64-byte aligned blocks (cache lines, AVX-512 loads). The CUDA caching
-// allocator arrives with the CUDA backend behind the same interface.
+// 64-byte aligned blocks (cache lines, AVX-512 loads), caching the large ones as the
+// CUDA caching allocator does, behind the same interface.
 #pragma once
 
 #include <cstddef>
@@ -15,10 +15,15 @@ class Allocator {
   virtual void deallocate(void* ptr, size_t bytes) = 0;
 };
 
-// Process-wide 64-byte aligned host allocator; throws std::bad_alloc on failure.
+// Process-wide 64-byte aligned host allocator; throws std::bad_alloc on failure. Blocks of
+// 64 KiB and more are cached when freed and handed out again (not under ASan).
 Allocator* cpu_allocator();
 
-// Bytes currently held by the CPU allocator (for leak checks in tests).
+// Bytes currently handed out by the CPU allocator (for leak checks in tests); the cache
+// is not counted.
 int64_t cpu_bytes_in_use();
+
+// Returns the cached blocks to the system.
+void cpu_empty_cache();
 
 }  // namespace cvae

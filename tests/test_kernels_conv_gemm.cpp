@@ -371,9 +371,9 @@ TEST(ConvShapes, RejectsNonsense) {
 
 TEST(ConvShapes, WorkspaceOfLargestCvaeLayer) {
   auto s = kc::conv_transpose2d_shape_same(100, 64, 14, 14, 32, 3, 3, 2);
-  // fprop reads its input [100,32,28,28] in place with one zero row and column added at
-  // the bottom/right (TF `same`): the largest need, above wgrad's 7 partial dw of 64 x 288.
-  EXPECT_EQ(kc::conv2d_workspace_elems(s), size_t(100) * 32 * 29 * 29);
+  // fprop and wgrad read the input [100,32,28,28] in place with one zero row and column
+  // added at the bottom/right (TF `same`); wgrad also keeps 7 partial dw of 64 x 288.
+  EXPECT_EQ(kc::conv2d_workspace_elems(s), size_t(100) * 32 * 29 * 29 + size_t(7) * 64 * 288);
   // A `valid` conv reads in place: only wgrad's partials remain.
   auto v = kc::conv2d_shape_valid(100, 32, 13, 13, 64, 3, 3, 2);
   EXPECT_GE(kc::conv2d_workspace_elems(v), size_t(7) * 64 * 288);

@@ -172,6 +172,9 @@ Border dgrad_border(const Conv2dShape& s) {
   return b;
 }
 
+// Enough output channels to fill the vectors: dw^T with x read directly.
+bool wgrad_is_direct(const Conv2dShape& s) { return s.K >= 16; }
+
 // Few input channels and the scatter of col2im would dominate: gather form instead.
 bool dgrad_is_direct(const Conv2dShape& s) { return s.C >= 16 && s.K >= 8; }
 
@@ -351,25 +354,49 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 // dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x[n,c,p*sh-ph+r,q*sw-pw+s]
 // Slot k sums its images into its own partial (slot 0: dw itself); partials are then
 // added in slot order, so the result does not depend on the thread count.
+// Direct: dw^T[(c,r,s), k] = sum_{(n,p,q)} x(...) dy^T, x read in place (or bordered);
+// otherwise dw = dy col^T with the columns packed from x.
 template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace) {
   check_shape(s);
   const int64_t crs = crs_of(s), pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
   const int64_t kcrs = s.K * crs, slots = conv2d_batch_slots(s);
+  T* partials = workspace;  // slots-1 of K*C*R*S
+  const bool direct = wgrad_is_direct(s);
+  const Border b = fprop_border(s);
+  Conv2dShape sp = s;  // the bordered image, read as a `valid` conv
+  sp.H += b.top + b.bottom, sp.W += b.left + b.right, sp.pad_h = sp.pad_w = 0;
+  const T* xr = x;
+  if (direct && b.any()) {
+    T* xp = workspace + (slots - 1) * kcrs;
+    copy_with_border((int64_t)s.N * s.C, s.H, s.W, b, x, xp);
+    xr = xp;
+  }
   const int threads = (int)std::min<int64_t>(slots, omp_in_parallel() ? 1 : omp_get_max_threads());
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int k = 0; k < (int)slots; ++k) {
     const int n0 = (int)(s.N * k / slots), n1 = (int)(s.N * (k + 1) / slots);
     GemmProblem<T> p;
-    p.M = s.K, p.N = (int)crs, p.K = (n1 - n0) * (int)pq;
-    p.A = channels_by_positions(s, dy + n0 * kpq);
-    p.B = im2col_view(s, x + n0 * chw, false);
-    p.C.base = k == 0 ? dw : workspace + (k - 1) * kcrs, p.C.ld = crs;
+    p.C.base = k == 0 ? dw : partials + (k - 1) * kcrs;
     p.threads = 1;
+    if (direct) {
+      p.M = (int)crs, p.N = s.K, p.K = (n1 - n0) * (int)pq;
+      p.A.base = xr + n0 * chw_of(sp), p.A.layout = GemmLayout::Direct;
+      p.A.row = taps_axis(sp), p.A.col = positions_in_x(sp);
+      p.B.base = dy + n0 * kpq, p.B.layout = GemmLayout::Gather;  // dy^T
+      p.B.row = positions_in_y(s), p.B.col = channels_in_y(s);
+      p.C.layout = GemmLayout::Gather;  // dw^T: taps contiguous, channels crs apart
+      p.C.row.sa = 1, p.C.col.sa = crs;
+    } else {
+      p.M = s.K, p.N = (int)crs, p.K = (n1 - n0) * (int)pq;
+      p.A = channels_by_positions(s, dy + n0 * kpq);
+      p.B = im2col_view(s, x + n0 * chw, false);
+      p.C.ld = crs;
+    }
     gemm_run(p);
   }
   for (int64_t k = 1; k < slots; ++k)
-    for (int64_t i = 0; i < kcrs; ++i) dw[i] += workspace[(k - 1) * kcrs + i];
+    for (int64_t i = 0; i < kcrs; ++i) dw[i] += partials[(k - 1) * kcrs + i];
 }
 
 #define CVAE_INSTANTIATE_CONV(T)                                                         \
@@ -388,17 +415,18 @@ CVAE_INSTANTIATE_CONV(double)
 
 namespace cvae::kernels {
 
-// The largest of what one pass needs: fprop's or dgrad's bordered copy (direct forms)
-// and wgrad's (slots-1) partial sums (slot 0 accumulates straight into dw).
+// The largest of what one pass needs: fprop's or dgrad's bordered copy (direct forms),
+// wgrad's (slots-1) partial sums (slot 0 accumulates straight into dw) and its bordered x.
 size_t conv2d_workspace_elems(const Conv2dShape& s) {
   if (!(s.N >= 1 && s.C >= 1 && s.K >= 1 && s.R >= 1 && s.S >= 1 && s.P >= 1 && s.Q >= 1 &&
         s.H >= 1 && s.W >= 1 && s.stride_h >= 1 && s.stride_w >= 1))
     throw std::invalid_argument("conv2d shape: workspace of an empty or invalid shape");
   using namespace cpu;
-  int64_t elems = (conv2d_batch_slots(s) - 1) * s.K * crs_of(s);
+  const int64_t partials = (conv2d_batch_slots(s) - 1) * s.K * crs_of(s);
   const Border bf = fprop_border(s), bd = dgrad_border(s);
-  if (fprop_is_direct(s) && bf.any())
-    elems = std::max(elems, padded_elems((int64_t)s.N * s.C, s.H, s.W, bf));
+  const int64_t xp = bf.any() ? padded_elems((int64_t)s.N * s.C, s.H, s.W, bf) : 0;
+  int64_t elems = partials + (wgrad_is_direct(s) ? xp : 0);
+  if (fprop_is_direct(s)) elems = std::max(elems, xp);
   if (dgrad_is_direct(s) && bd.any())
     elems = std::max(elems, padded_elems((int64_t)s.N * s.K, s.P, s.Q, bd));
   return static_cast<size_t>(std::max<int64_t>(1, elems));

@@ -33,8 +33,8 @@ struct Blk {
   static_assert(int64_t(MC) * KC * int64_t(sizeof(T)) <= kGemmPackABytes, "A block");
   static_assert(int64_t(KC) * NC * int64_t(sizeof(T)) <= kGemmPackBBytes, "B block");
 };
-constexpr int kMaxKc = kKcBytes / 4, kMaxTile = 64;
 constexpr int kMaxKcDirect = 640;  // a direct A's K block: covers the CVAE's 576 taps
+constexpr int kMaxKc = kKcBytes / 4 > kMaxKcDirect ? kKcBytes / 4 : kMaxKcDirect, kMaxTile = 64;
 
 template <typename T>
 struct Vec {
@@ -439,7 +439,7 @@ void gemm_tile(const GemmProblem<T>& p, int i0, int mc, int j0, int nc, PackCach
   static_assert(B_::MR * B_::NR <= kMaxTile * kMaxTile / 4, "tile buffer");
   // K in equal blocks of at most KC; a direct A keeps up to kMaxKcDirect in one block, so that a
   // tile (stored transposed, element by element) is written once.
-  const int kc_max = direct_a && keep_b && p.K <= kMaxKcDirect ? p.K : KC;
+  const int kc_max = direct_a && keep_b ? kMaxKcDirect : KC;
   const int kcb = ceil_div(p.K, ceil_div(p.K, kc_max));
   for (int p0 = 0; p0 < p.K; p0 += kcb) {
     const int kc = imin(kcb, p.K - p0);
@@ -447,7 +447,7 @@ void gemm_tile(const GemmProblem<T>& p, int i0, int mc, int j0, int nc, PackCach
     T* b_blk = keep_b ? pb + int64_t(nc_pad) * p0 : pb;
     if (!direct_a && (!keep_a || cache->a_rows != i0)) pack_a<T, MR>(p.A, p.M, i0, mc, p0, kc, a_blk);
     if (!keep_b || cache->b_cols != j0) pack_b<T, NR>(p.B, p.N, p0, kc, j0, nc, b_blk);
-    int64_t co[kMaxKcDirect];
+    int64_t co[kMaxKc];
     if (direct_a) axis_offsets(p.A.col, p0, kc, co);
     const bool last = p0 + kc >= p.K;
     const bool accumulate = p.C.store == GemmStore::Accumulate;
