@@ -111,17 +111,19 @@ template <typename T>
 void copy_with_border(int64_t planes, int H, int W, const Border& b, const T* src, T* dst) {
   const int Hp = H + b.top + b.bottom, Wp = W + b.left + b.right;
 #pragma omp parallel for schedule(static) if (planes * Hp * Wp >= (1 << 16) && !omp_in_parallel())
-  for (int64_t pl = 0; pl < planes; ++pl) {
+  for (int64_t pl = 0; pl < planes; ++pl) {  // plain loops: rows are short, calls cost
     T* d = dst + pl * Hp * Wp;
     const T* sp = src + pl * H * W;
-    std::memset(d, 0, sizeof(T) * size_t(b.top) * Wp);
+    for (int64_t i = 0; i < (int64_t)b.top * Wp; ++i) d[i] = T(0);
     for (int h = 0; h < H; ++h) {
       T* row = d + (int64_t)(h + b.top) * Wp;
-      std::memset(row, 0, sizeof(T) * b.left);
-      std::memcpy(row + b.left, sp + (int64_t)h * W, sizeof(T) * W);
-      std::memset(row + b.left + W, 0, sizeof(T) * b.right);
+      const T* in = sp + (int64_t)h * W;
+      for (int i = 0; i < b.left; ++i) row[i] = T(0);
+      for (int i = 0; i < W; ++i) row[b.left + i] = in[i];
+      for (int i = 0; i < b.right; ++i) row[b.left + W + i] = T(0);
     }
-    std::memset(d + (int64_t)(H + b.top) * Wp, 0, sizeof(T) * size_t(b.bottom) * Wp);
+    T* tail = d + (int64_t)(H + b.top) * Wp;
+    for (int64_t i = 0; i < (int64_t)b.bottom * Wp; ++i) tail[i] = T(0);
   }
 }
 
