@@ -106,12 +106,14 @@ int64_t padded_elems(int64_t planes, int H, int W, const Border& b) {
   return planes * (H + b.top + b.bottom) * (W + b.left + b.right);
 }
 
-// dst[plane][h + top][w + left] = src[plane][h][w], zero elsewhere.
+// dst[plane][h + top][w + left] = src[plane][h][w], zero elsewhere. Rows are short (6 to
+// 28 elements): the loops stay loops, not a memset or memcpy call per row.
 template <typename T>
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
 void copy_with_border(int64_t planes, int H, int W, const Border& b, const T* src, T* dst) {
   const int Hp = H + b.top + b.bottom, Wp = W + b.left + b.right;
 #pragma omp parallel for schedule(static) if (planes * Hp * Wp >= (1 << 16) && !omp_in_parallel())
-  for (int64_t pl = 0; pl < planes; ++pl) {  // plain loops: rows are short, calls cost
+  for (int64_t pl = 0; pl < planes; ++pl) {
     T* d = dst + pl * Hp * Wp;
     const T* sp = src + pl * H * W;
     for (int64_t i = 0; i < (int64_t)b.top * Wp; ++i) d[i] = T(0);
