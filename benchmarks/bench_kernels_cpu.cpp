@@ -1,6 +1,9 @@
 // bench_kernels_cpu.cpp: Google Benchmark of the CPU gemm and conv2d kernels at the CVAE's
-// shapes (batch 100, latent 50), reported as GFLOP/s (FLOPs = 2 * multiply-adds).
-// Kernels only: no autograd, no allocation inside the timed loop, no GPU.
+// shapes (batch 100, latent 50), reported as GFLOP/s (FLOPs = 2 * multiply-adds), with
+// OpenBLAS's sgemm at the same GEMM shapes beside ours when it is found at configure time.
+// Kernels only: no autograd, no allocation inside the timed loop, no GPU. The code path
+// is the CPU's best unless CVAE_CPU_ISA says otherwise; the first line of the context
+// names it.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -9,6 +12,9 @@
 
 #include "benchmarks/cvae_shapes.h"
 #include "kernels/kernels.h"
+#if defined(CVAE_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
 
 namespace {
 
@@ -71,17 +77,44 @@ void BM_Gemm(benchmark::State& state, bool ta, bool tb, int M, int N, int K) {
   set_flops(state, 2.0 * M * N * K);
 }
 
+#if defined(CVAE_HAVE_OPENBLAS)
+// The same product through OpenBLAS (its own threads, OMP_NUM_THREADS of them).
+void BM_GemmOpenBLAS(benchmark::State& state, bool ta, bool tb, int M, int N, int K) {
+  auto A = random_floats((size_t)M * K, 4), B = random_floats((size_t)K * N, 5);
+  std::vector<float> C((size_t)M * N);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, 1.f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.f, C.data(), N);
+    benchmark::ClobberMemory();
+  }
+  set_flops(state, 2.0 * M * N * K);
+}
+#define CVAE_GEMM_BENCH(name, ...)                                         \
+  BENCHMARK_CAPTURE(BM_Gemm, name, __VA_ARGS__)->UseRealTime();            \
+  BENCHMARK_CAPTURE(BM_GemmOpenBLAS, name, __VA_ARGS__)->UseRealTime();
+#else
+#define CVAE_GEMM_BENCH(name, ...) BENCHMARK_CAPTURE(BM_Gemm, name, __VA_ARGS__)->UseRealTime();
+#endif
+
 // encoder fc 2304 -> 100 (2 * latent): y = x W^T, dx = dy W, dW = dy^T x
-BENCHMARK_CAPTURE(BM_Gemm, enc_fc_fwd_100x2304_x_2304x100, false, true, 100, 100, 2304)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Gemm, enc_fc_dx_100x100_x_100x2304, false, false, 100, 2304, 100)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Gemm, enc_fc_dw_100x100T_x_100x2304, true, false, 100, 2304, 100)->UseRealTime();
+CVAE_GEMM_BENCH(enc_fc_fwd_100x2304_x_2304x100, false, true, 100, 100, 2304)
+CVAE_GEMM_BENCH(enc_fc_dx_100x100_x_100x2304, false, false, 100, 2304, 100)
+CVAE_GEMM_BENCH(enc_fc_dw_100x100T_x_100x2304, true, false, 100, 2304, 100)
 // decoder fc 50 -> 1568 (7*7*32)
-BENCHMARK_CAPTURE(BM_Gemm, dec_fc_fwd_100x50_x_50x1568, false, true, 100, 1568, 50)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Gemm, dec_fc_dx_100x1568_x_1568x50, false, false, 100, 50, 1568)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Gemm, dec_fc_dw_100x1568T_x_100x50, true, false, 1568, 50, 100)->UseRealTime();
-// roofline-ish reference
-BENCHMARK_CAPTURE(BM_Gemm, square_512, false, false, 512, 512, 512)->UseRealTime();
+CVAE_GEMM_BENCH(dec_fc_fwd_100x50_x_50x1568, false, true, 100, 1568, 50)
+CVAE_GEMM_BENCH(dec_fc_dx_100x1568_x_1568x50, false, false, 100, 50, 1568)
+CVAE_GEMM_BENCH(dec_fc_dw_100x1568T_x_100x50, true, false, 1568, 50, 100)
+// the sgemm rate to hold the training step against (RESULTS.md): large square products
+CVAE_GEMM_BENCH(square_512, false, false, 512, 512, 512)
+CVAE_GEMM_BENCH(square_1024, false, false, 1024, 1024, 1024)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("cvae_cpu_code_path", cvae::kernels::cpu::cpu_isa_name(cvae::kernels::cpu::cpu_isa()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
