@@ -97,6 +97,17 @@ TYPED_TEST(KernelsTyped, GemmKZeroScalesC) {
   for (T c : C) EXPECT_EQ(c, T(0));
 }
 
+// One thread walks the tiles in order: a B block kept for one column tile must not be
+// reused after a tile too wide to keep its own has overwritten the buffer (double,
+// K = 900: the first column tile is too wide to keep its B block, the second is not).
+TEST(Gemm, PackedBlocksAreNotReusedAfterTheBufferWasOverwritten) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  check_gemm<double>(false, false, 200, 296, 900, 1.0, 0.0, 41);
+  check_gemm<float>(false, false, 300, 1060, 1100, 1.f, 0.f, 42);
+  omp_set_num_threads(saved);
+}
+
 TEST(Gemm, RejectsBadLeadingDimension) {
   std::vector<float> A(16), B(16), C(16);
   EXPECT_THROW(cpu::gemm<float>(false, false, 4, 4, 4, 1.f, A.data(), 3, B.data(), 4, 0.f,

@@ -377,7 +377,7 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
     xr = xp;
   }
   const int threads = (int)std::min<int64_t>(slots, omp_in_parallel() ? 1 : omp_get_max_threads());
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
   for (int k = 0; k < (int)slots; ++k) {
     const int n0 = (int)(s.N * k / slots), n1 = (int)(s.N * (k + 1) / slots);
     GemmProblem<T> p;

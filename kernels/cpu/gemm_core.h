@@ -435,6 +435,8 @@ void gemm_tile(const GemmProblem<T>& p, int i0, int mc, int j0, int nc, PackCach
   const bool direct_a = p.A.layout == GemmLayout::Direct;
   const bool keep_a = !direct_a && int64_t(mc_pad) * p.K * int64_t(sizeof(T)) <= kGemmPackABytes;
   const bool keep_b = int64_t(nc_pad) * p.K * int64_t(sizeof(T)) <= kGemmPackBBytes;
+  if (!keep_a) cache->a_rows = -1;  // this tile overwrites what the buffer held
+  if (!keep_b) cache->b_cols = -1;
   alignas(64) T tile[kMaxTile * kMaxTile / 4];
   static_assert(B_::MR * B_::NR <= kMaxTile * kMaxTile / 4, "tile buffer");
   // K in equal blocks of at most KC; a direct A keeps up to kMaxKcDirect in one block, so that a
@@ -506,7 +508,9 @@ void run_tiles(const GemmProblem<T>& p) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     PackCache cache;
-#pragma omp for schedule(static)
+    // Dynamic: under contention from another process the threads that run more take
+    // more tiles. Who computes a tile never changes its bits.
+#pragma omp for schedule(dynamic)
     for (int t = 0; t < mt * nt; ++t) gemm_tile<T, NV>(p, (t / nt) * mc, mc, (t % nt) * nc, nc, &cache);
   }
 }
