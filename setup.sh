@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-          zlib1g-dev libpng-dev libcli11-dev dataset-fashion-mnist)
+          zlib1g-dev libpng-dev libcli11-dev dataset-fashion-mnist
+          libopenblas-openmp-dev)  # the last: only the GEMM benchmark's comparison
 JOBS=$(nproc)
 
 install_deps() {
