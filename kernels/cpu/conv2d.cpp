@@ -188,7 +188,7 @@ bool dgrad_is_direct(const Conv2dShape& s) { return s.C >= 16 && s.K >= 8; }
 constexpr int64_t kGroupColumns = 256;
 constexpr int64_t kGroupBytes = 384 * 1024;
 
-// Each thread's staging area for one phase of a dgrad group (at most the group's dx).
+// Each thread's staging area for the phases of a dgrad group (together, the group's dx).
 constexpr int64_t kStageBytes = 512 * 1024;
 template <typename T>
 T* stage_buffer() {
@@ -284,19 +284,65 @@ void conv2d_dgrad_phase(const Conv2dShape& s, const T* dyp, const Border& b, int
     p.C.row = pos, p.C.col = chan;
     return gemm_run(p);
   }
-  // Into stage as [n][c][m][m'] (tiles stored as contiguous rows), then spread into dx.
-  // Scattered tile stores interleaved with the kernel's loads ran up to 1.4x slower,
-  // depending on how dx and dy happened to be aligned (4K aliasing).
+  // Into stage as [n][c][m][m'] (tiles stored as contiguous rows); spread_phases puts
+  // every phase of the group into dx afterwards. Scattered tile stores interleaved with
+  // the kernel's loads ran up to 1.4x slower, depending on how dx and dy happened to be
+  // aligned (4K aliasing).
   p.C.base = stage;
   p.C.row.sa = s.C * pc, p.C.row.nc = (int)pc, p.C.row.sc = 1;
   p.C.col.sa = pc;
   gemm_run(p);
-  for (int64_t nc = 0; nc < (int64_t)s.N * s.C; ++nc)
-    for (int m = 0; m < ph.count; ++m) {
-      const T* src = stage + nc * pc + (int64_t)m * pw.count;
-      T* dst = dx + nc * hw + (h0 + (int64_t)m * s.stride_h) * s.W + w0;
-      for (int q = 0; q < pw.count; ++q) dst[(int64_t)q * s.stride_w] = src[q];
+}
+
+// Where phase (rho_h, rho_w) of a group starts in its stage: phases one after another.
+int64_t phase_stage_offset(const Conv2dShape& s, int rho_h, int rho_w) {
+  int64_t off = 0;
+  for (int a = 0; a < s.stride_h; ++a)
+    for (int b = 0; b < s.stride_w; ++b) {
+      if (a == rho_h && b == rho_w) return off;
+      off += (int64_t)s.N * s.C * phase_of(a, s.stride_h, s.R, s.pad_h, s.H).count *
+             phase_of(b, s.stride_w, s.S, s.pad_w, s.W).count;
     }
+  return off;
+}
+
+// dx from the staged phases, one output row at a time (its phases interleaved), so that
+// every row is written whole; phases without taps were written directly and are skipped.
+template <typename T>
+void spread_phases(const Conv2dShape& s, const T* stage, T* dx) {
+  constexpr int kMaxStride = 8;
+  Phase pw[kMaxStride];
+  const T* region[kMaxStride];
+  const int sw = std::min(s.stride_w, kMaxStride);
+  for (int b = 0; b < sw; ++b) pw[b] = phase_of(b, s.stride_w, s.S, s.pad_w, s.W);
+  for (int a = 0; a < s.stride_h; ++a) {
+    const Phase ph = phase_of(a, s.stride_h, s.R, s.pad_h, s.H);
+    if (ph.count == 0 || ph.taps == 0) continue;
+    for (int b = 0; b < sw; ++b) region[b] = stage + phase_stage_offset(s, a, b);
+    for (int64_t nc = 0; nc < (int64_t)s.N * s.C; ++nc)
+      for (int m = 0; m < ph.count; ++m) {
+        T* row = dx + nc * s.H * (int64_t)s.W +
+                 ((int64_t)s.stride_h * (ph.m_lo + m) + a - s.pad_h) * s.W;
+        const T* src[kMaxStride];
+        T* dst[kMaxStride];
+        for (int b = 0; b < sw; ++b) {
+          src[b] = region[b] + (nc * ph.count + m) * pw[b].count;
+          dst[b] = row + (int64_t)s.stride_w * pw[b].m_lo + b - s.pad_w;
+        }
+        int done = 0;  // stride 2, both phases staged: interleave them (unpack, not scatter)
+        if (sw == 2 && pw[0].taps && pw[1].taps && dst[1] == dst[0] + 1) {
+          done = std::min(pw[0].count, pw[1].count);
+          for (int q = 0; q < done; ++q) {
+            dst[0][2 * q] = src[0][q];
+            dst[0][2 * q + 1] = src[1][q];
+          }
+        }
+        for (int b = 0; b < sw; ++b) {
+          if (pw[b].taps == 0) continue;
+          for (int q = done; q < pw[b].count; ++q) dst[b][(int64_t)q * sw] = src[b][q];
+        }
+      }
+  }
 }
 
 template <typename T>
@@ -318,11 +364,14 @@ void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const 
     for (int g = 0; g < groups; ++g) {
       Conv2dShape sg = s;
       sg.N = std::min(s.N, (g + 1) * group) - g * group;
-      T* stage = sg.N * chw * int64_t(sizeof(T)) <= kStageBytes ? stage_buffer<T>() : nullptr;
+      T* stage = sg.N * chw * int64_t(sizeof(T)) <= kStageBytes && s.stride_w <= 8
+                     ? stage_buffer<T>() : nullptr;
       for (int rho_h = 0; rho_h < s.stride_h; ++rho_h)
         for (int rho_w = 0; rho_w < s.stride_w; ++rho_w)
           conv2d_dgrad_phase(sg, dyp + g * group * dyp_image, b, rho_h, rho_w, w, bias, relu,
-                             dx + g * group * chw, stage);
+                             dx + g * group * chw,
+                             stage ? stage + phase_stage_offset(sg, rho_h, rho_w) : nullptr);
+      if (stage) spread_phases(sg, stage, dx + g * group * chw);
     }
     return;
   }
