@@ -26,6 +26,3 @@ namespace cvae::kernels::cuda::detail {
       ::cvae::kernels::cuda::detail::throw_cuda_error(__FILE__, __LINE__, #expr, cvae_err_); \
   } while (0)
 
-// After a <<<...>>> launch: a bad configuration shows up here (and is cleared);
-// faults inside the kernel surface at the next synchronising call.
-#define CVAE_CHECK_LAUNCH() CVAE_CUDA_CHECK(cudaGetLastError())
