@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <boost/context/fiber.hpp>
 #include <condition_variable>
 #include <cstdio>
@@ -62,6 +63,7 @@ struct Registry {
   std::mutex mu;
   std::set<std::string> kernels;
   std::map<std::string, int64_t> launches;
+  std::map<std::string, double> seconds;  // wall time per kernel, for CVAE_EMU_PROFILE
 };
 Registry& registry() {
   static Registry* r = new Registry();  // never destroyed: read by the exit hook
@@ -71,6 +73,13 @@ Registry& registry() {
 // Appends this process's registrations and launch counts to $CVAE_EMU_LAUNCH_LOG, one
 // write(2) with O_APPEND, so test processes running in parallel do not interleave.
 void write_launch_log() {
+  if (std::getenv("CVAE_EMU_PROFILE")) {  // where an emulated run spends its time
+    std::vector<std::pair<double, std::string>> by_time;
+    for (const auto& [k, t] : registry().seconds) by_time.emplace_back(t, k);
+    std::sort(by_time.rbegin(), by_time.rend());
+    for (const auto& [t, k] : by_time)
+      std::fprintf(stderr, "%9.3f s %8lld x  %s\n", t, static_cast<long long>(registry().launches[k]), k.c_str());
+  }
   const char* path = std::getenv("CVAE_EMU_LAUNCH_LOG");
   if (!path || !*path) return;
   std::string text;
@@ -184,6 +193,7 @@ struct EmuThread {
 // What one OS thread needs to run blocks: its fiber stacks (reused) and the block now running.
 struct Worker {
   std::vector<void*> free_stacks;
+  size_t stacks_started = 0;
   std::vector<EmuThread> threads;
   EmuThread* current = nullptr;  // the fiber running now; null in the scheduler or a plain call
   bool abort = false;
@@ -230,9 +240,12 @@ struct PooledStack {
     __asan_unpoison_memory_region(base, kStackBytes);  // redzones an aborted fiber left behind
 #endif
     owner->stack_bottom = base;
+    // Stacks are kStackBytes apart, so their tops would all fall into the same cache
+    // sets (and every switch would miss): start each a different number of lines down.
+    const size_t skew = (t_worker.stacks_started++ % 256) * 64;
     ctx::stack_context sc;
-    sc.size = kStackBytes;
-    sc.sp = static_cast<char*>(base) + kStackBytes;
+    sc.size = kStackBytes - skew;
+    sc.sp = static_cast<char*>(base) + kStackBytes - skew;
     return sc;
   }
   void deallocate(ctx::stack_context& sc) noexcept {
@@ -391,6 +404,7 @@ std::string run_grid(const LaunchConfig& cfg, const std::function<void()>& body)
     std::lock_guard<std::mutex> lock(registry().mu);
     ++registry().launches[cfg.kernel];
   }
+  const auto start = std::chrono::steady_clock::now();
   const int64_t blocks = int64_t{cfg.grid.x} * cfg.grid.y * cfg.grid.z;
   std::mutex mu;
   std::string first_error;
@@ -406,6 +420,9 @@ std::string run_grid(const LaunchConfig& cfg, const std::function<void()>& body)
     if (first_error.empty()) first_error = "kernel " + std::string(cfg.kernel) + ", block " + dims(block) + ": " + e;
     failed = true;
   });
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  std::lock_guard<std::mutex> lock(registry().mu);
+  registry().seconds[cfg.kernel] += took.count();
   return first_error;
 }
 
