@@ -100,6 +100,15 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// Runs a block's threads in the given order while in scope (CI runs the suite in both).
+struct ScopedOrder {
+  explicit ScopedOrder(cvae::emu::ThreadOrder order) : before(cvae::emu::thread_order()) {
+    cvae::emu::set_thread_order(order);
+  }
+  ~ScopedOrder() { cvae::emu::set_thread_order(before); }
+  cvae::emu::ThreadOrder before;
+};
+
 // Faults inside a kernel are sticky (as on a GPU, where the process must restart):
 // every test that provokes one clears it before its buffers are freed.
 struct ClearStickyError {
@@ -137,8 +146,7 @@ TEST(CudaEmulator, DeviceAnswersLikeAnH100) {
 // ------------------------------------------------------------------ barriers
 TEST(CudaEmulator, SyncthreadsIsABarrierInBothOrders) {
   for (auto order : {cvae::emu::ThreadOrder::Forward, cvae::emu::ThreadOrder::Reverse}) {
-    const auto before = cvae::emu::thread_order();
-    cvae::emu::set_thread_order(order);
+    ScopedOrder in(order);
     for (unsigned threads : {1u, 33u, 256u, 1024u}) {
       DeviceBuffer<float> y(3 * threads);
       y.poison();
@@ -147,20 +155,17 @@ TEST(CudaEmulator, SyncthreadsIsABarrierInBothOrders) {
       for (unsigned i = 0; i < 3 * threads; ++i)
         ASSERT_EQ(got[i], static_cast<float>((i % threads + 1) % threads)) << "threads " << threads << " i " << i;
     }
-    cvae::emu::set_thread_order(before);
   }
 }
 
 TEST(CudaEmulator, ReverseOrderExposesAMissingBarrier) {
-  const auto before = cvae::emu::thread_order();
   std::vector<float> got[2];
   for (int reverse = 0; reverse < 2; ++reverse) {
-    cvae::emu::set_thread_order(reverse ? cvae::emu::ThreadOrder::Reverse : cvae::emu::ThreadOrder::Forward);
+    ScopedOrder in(reverse ? cvae::emu::ThreadOrder::Reverse : cvae::emu::ThreadOrder::Forward);
     DeviceBuffer<float> y(64);
     kc::launch<left_neighbour_no_barrier_kernel>(1, 64, 64 * sizeof(float), test_stream(), y.get());
     got[reverse] = y.download();
   }
-  cvae::emu::set_thread_order(before);
   for (int t = 1; t < 64; ++t) EXPECT_EQ(got[0][t], static_cast<float>(t - 1)) << "forward order, thread " << t;
   int poisoned = 0;
   for (int t = 1; t < 64; ++t) poisoned += std::isnan(got[1][t]);
@@ -170,6 +175,7 @@ TEST(CudaEmulator, ReverseOrderExposesAMissingBarrier) {
 TEST(CudaEmulator, DivergentBarrierIsAFaultNamingTheKernel) {
   DeviceBuffer<float> y(64);
   ClearStickyError clear;  // destroyed first: y's cudaFree would fail while the error sticks
+  ScopedOrder forward(cvae::emu::ThreadOrder::Forward);  // which thread is named depends on the order
   const std::string e = error_of([&] { kc::launch<odd_threads_sync_kernel>(1, 64, 0, test_stream(), y.get()); });
   EXPECT_NE(e.find("odd_threads_sync_kernel"), std::string::npos) << e;
   EXPECT_NE(e.find("divergent __syncthreads"), std::string::npos) << e;
@@ -180,6 +186,7 @@ TEST(CudaEmulator, DivergentBarrierIsAFaultNamingTheKernel) {
 TEST(CudaEmulator, ThreadEndingWhileOthersWaitIsAFault) {
   DeviceBuffer<float> y(64);
   ClearStickyError clear;  // destroyed first: y's cudaFree would fail while the error sticks
+  ScopedOrder forward(cvae::emu::ThreadOrder::Forward);  // which thread is named depends on the order
   const std::string e = error_of([&] { kc::launch<only_thread0_syncs_kernel>(1, 64, 0, test_stream(), y.get()); });
   EXPECT_NE(e.find("only_thread0_syncs_kernel"), std::string::npos) << e;
   EXPECT_NE(e.find("ended while thread (0,0,0) waits at __syncthreads"), std::string::npos) << e;
@@ -188,6 +195,7 @@ TEST(CudaEmulator, ThreadEndingWhileOthersWaitIsAFault) {
 TEST(CudaEmulator, TwoDifferentBarriersAreAFault) {
   DeviceBuffer<float> y(64);
   ClearStickyError clear;  // destroyed first: y's cudaFree would fail while the error sticks
+  ScopedOrder forward(cvae::emu::ThreadOrder::Forward);  // which thread is named depends on the order
   const std::string e = error_of([&] { kc::launch<two_barriers_kernel>(1, 64, 0, test_stream(), y.get()); });
   EXPECT_NE(e.find("divergent __syncthreads"), std::string::npos) << e;
   EXPECT_NE(e.find("test_cuda_emulator.cpp"), std::string::npos) << e;  // the two call sites

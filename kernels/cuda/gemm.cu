@@ -204,13 +204,17 @@ void launch_tiles(bool ta, bool tb, int M, int N, int K, float alpha, const floa
                   static_cast<unsigned>((M + G::BM - 1) / G::BM));
   if (grid.y > 65535u) throw std::invalid_argument("gemm: M too large for the grid");
   if (!ta && !tb)
-    launch<sgemm_kernel<G, false, false>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, false, false>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
   else if (!ta && tb)
-    launch<sgemm_kernel<G, false, true>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, false, true>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
   else if (ta && !tb)
-    launch<sgemm_kernel<G, true, false>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, true, false>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
   else
-    launch<sgemm_kernel<G, true, true>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, true, true>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
 }
 
 // Multiprocessors of the current device (cached per thread; no synchronisation).

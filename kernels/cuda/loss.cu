@@ -230,7 +230,7 @@ void sigmoid_ce_bwd(int64_t n, const float* logits, const float* targets, const 
                     float* dlogits, float* dtargets, cudaStream_t stream) {
   if (n <= 0 || (!dlogits && !dtargets)) return;
   launch<sigmoid_ce_bwd_kernel>(grid_for(n), kThreads, 0, stream, n, logits, targets, dloss, dlogits,
-                                                              dtargets);
+      dtargets);
 }
 
 void log_normal_pdf_fwd(int N, int D, const float* x, const float* mean, const float* logvar,
@@ -245,7 +245,7 @@ void log_normal_pdf_bwd(int N, int D, const float* x, const float* mean, const f
   const int64_t total = static_cast<int64_t>(N) * D;
   if (total <= 0 || (!dx && !dmean && !dlogvar)) return;
   launch<log_normal_pdf_bwd_kernel>(grid_for(total), kThreads, 0, stream, total, D, x, mean, logvar,
-                                                                      dout, dx, dmean, dlogvar);
+      dout, dx, dmean, dlogvar);
 }
 
 void kl_normal_fwd(int N, int D, const float* mean, const float* logvar, float* out,
@@ -259,7 +259,7 @@ void kl_normal_bwd(int N, int D, const float* mean, const float* logvar, const f
   const int64_t total = static_cast<int64_t>(N) * D;
   if (total <= 0 || (!dmean && !dlogvar)) return;
   launch<kl_normal_bwd_kernel>(grid_for(total), kThreads, 0, stream, total, D, mean, logvar, dout,
-                                                                 dmean, dlogvar);
+      dmean, dlogvar);
 }
 
 // Two launches, no host synchronisation: the rows, then the fixed-order batch mean.
@@ -278,7 +278,7 @@ void vae_loss_bwd(const VaeLossShape& s, const float* logits, const float* x, co
   const int64_t total = static_cast<int64_t>(s.N) * (static_cast<int64_t>(s.D) + s.L);
   if (s.N <= 0 || total <= 0) return;
   launch<vae_loss_bwd_kernel>(grid_for(total), kThreads, 0, stream, s, logits, x, z, mean, logvar,
-                                                                dloss, dlogits, dz, dmean, dlogvar);
+      dloss, dlogits, dz, dmean, dlogvar);
 }
 
 }  // namespace cvae::kernels::cuda

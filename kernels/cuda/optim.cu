@@ -101,9 +101,10 @@ void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems
                                 " tensors, more than the " + std::to_string(kMaxTensors) +
                                 " one launch supports");
   const size_t shmem = static_cast<size_t>(count + 1) * sizeof(int64_t);
-  launch<adam_multi_kernel>(grid_for(total_elems), kThreads, shmem, stream, table_dev, count, total_elems, step_dev, lr, beta1, beta2, static_cast<float>(beta1),
-      static_cast<float>(beta2), static_cast<float>(1.0 - beta1), static_cast<float>(1.0 - beta2),
-      static_cast<float>(eps));
+  launch<adam_multi_kernel>(grid_for(total_elems), kThreads, shmem, stream, table_dev, count,
+                            total_elems, step_dev, lr, beta1, beta2, static_cast<float>(beta1),
+                            static_cast<float>(beta2), static_cast<float>(1.0 - beta1),
+                            static_cast<float>(1.0 - beta2), static_cast<float>(eps));
 }
 
 void sgd_step(int64_t n, float* p, const float* g, double lr, cudaStream_t stream) {
