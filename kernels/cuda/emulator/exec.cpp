@@ -236,13 +236,17 @@ struct PooledStack {
       base = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (base == MAP_FAILED) throw std::bad_alloc();
     }
-#if defined(__SANITIZE_ADDRESS__)
-    __asan_unpoison_memory_region(base, kStackBytes);  // redzones an aborted fiber left behind
-#endif
     owner->stack_bottom = base;
     // Stacks are kStackBytes apart, so their tops would all fall into the same cache
     // sets (and every switch would miss): start each a different number of lines down.
     const size_t skew = (t_worker.stacks_started++ % 256) * 64;
+#if defined(__SANITIZE_ADDRESS__)
+    // A finished fiber never returns through its entry frames (it jumps out), so their
+    // redzones stay poisoned; clear the top of the stack, where the next one's frames go
+    // (the whole 256 KB each time cost a fifth of the sanitized run).
+    const size_t top = 48 << 10;
+    __asan_unpoison_memory_region(static_cast<char*>(base) + kStackBytes - top, top);
+#endif
     ctx::stack_context sc;
     sc.size = kStackBytes - skew;
     sc.sp = static_cast<char*>(base) + kStackBytes - skew;
