@@ -16,7 +16,7 @@ inline std::string kernel_name_from_signature(const std::string& sig) {
   std::string s = from == std::string::npos ? sig : sig.substr(from + key.size());
   s = s.substr(0, s.find("; "));  // GCC appends "; std::string = ..." for the return type
   if (!s.empty() && s.back() == ']') s.pop_back();
-  for (const char* prefix : {"cvae::kernels::cuda::", "{anonymous}::", "(anonymous namespace)::", "& "})
+  for (const char* prefix : {"cvae::kernels::cuda::", "{anonymous}::", "<unnamed>::", "(anonymous namespace)::", "& "})
     for (size_t at; (at = s.find(prefix)) != std::string::npos;) s.erase(at, std::string(prefix).size());
   if (s.size() > 2 && s.front() == '(' && s.back() == ')') s = s.substr(1, s.size() - 2);
   return s;
