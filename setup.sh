@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # setup.sh: install what is missing, build, and run the main job or the tests.
 #   ./setup.sh run    install, build (Release), train the CVAE on Fashion-MNIST (the main job)
-#   ./setup.sh test   install, build with warnings as errors, run every test,
-#                     then the same unit tests under AddressSanitizer + UBSan
+#   ./setup.sh test   install, build with warnings as errors, run every test; run the
+#                     GPU suites on the CUDA emulator (CVAE_CUDA=EMULATE); then every
+#                     test again under AddressSanitizer + UBSan, GPU suites included
 #   ./setup.sh deps   only install the Debian packages the build needs
 # CUDA kernels are compiled when nvcc is found (CVAE_CUDA=AUTO); no GPU is needed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-          zlib1g-dev libpng-dev libcli11-dev dataset-fashion-mnist
+          zlib1g-dev libpng-dev libcli11-dev dataset-fashion-mnist libboost-context-dev
           libopenblas-openmp-dev)  # the last: only the GEMM benchmark's comparison
 JOBS=$(nproc)
 
@@ -27,11 +28,15 @@ install_deps() {
   fi
 }
 
-# configure_and_build DIR [cmake options...]
+# configure_and_build DIR [cmake options...] [--target T]: configure, then build (all, or T)
 configure_and_build() {
   local dir=$1; shift
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-  cmake --build "$dir" -j "$JOBS"
+  local opts=() target=()
+  while (($#)); do
+    if [ "$1" = --target ]; then target=(--target "$2"); shift 2; else opts+=("$1"); shift; fi
+  done
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${opts[@]}" >/dev/null
+  cmake --build "$dir" -j "$JOBS" "${target[@]}"
 }
 
 case "${1:-}" in
@@ -45,12 +50,17 @@ case "${1:-}" in
     install_deps
     configure_and_build build -DCVAE_WERROR=ON
     ctest --test-dir build --output-on-failure -j "$JOBS"
-    echo "setup: sanitized unit tests (AddressSanitizer + UBSan)"
-    configure_and_build build-asan -DCVAE_WERROR=ON -DCVAE_CUDA=OFF -DCVAE_BUILD_BENCHMARKS=OFF \
+    echo "setup: the GPU suites on the CUDA emulator (CVAE_CUDA=EMULATE)"
+    configure_and_build build-emu -DCVAE_WERROR=ON -DCVAE_CUDA=EMULATE -DCVAE_BUILD_BENCHMARKS=OFF \
+      --target cuda_tests
+    ctest --test-dir build-emu --output-on-failure -j "$JOBS" -L cuda
+    echo "setup: sanitized tests (AddressSanitizer + UBSan), the GPU suites emulated with each"
+    echo "       block's threads in reverse order (CVAE_EMU_ORDER=reverse: exposes missing barriers)"
+    configure_and_build build-asan -DCVAE_WERROR=ON -DCVAE_CUDA=EMULATE -DCVAE_BUILD_BENCHMARKS=OFF \
       -DCVAE_SANITIZE=address,undefined
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    CVAE_EMU_ORDER=reverse ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest --test-dir build-asan --output-on-failure -j "$JOBS" ;;
   *)
-    sed -n '2,8p' "$0"
+    sed -n '2,9p' "$0"
     exit 2 ;;
 esac

@@ -2,23 +2,26 @@
 # gpu_check.sh: the one script to run on a lent GPU machine, from the repository
 # root, with a build folder made elsewhere (it compiles nothing):
 #   bash benchmarks/gpu_check.sh [BUILD_DIR]      (default: build)
-# In order, each step under a timeout and all of them under one deadline
-# (GPU_CHECK_BUDGET_S, default 330 s, so the whole run fits ~6 minutes):
-#   1. the device (nvidia-smi -L, driver version) and `cvae info`;
-#   2. the GPU test suites (test_cuda_kernels, _conv, _loss_optim, _training);
-#   3. one MNIST-sized epoch on the GPU (batch 100, latent 50) with its timing;
-#   4. the CUDA benchmarks (train step, conv vs cuDNN, GEMM vs cuBLAS), then
-#      PyTorch's step on the same card when torch with CUDA is installed;
-#   5. compute-sanitizer memcheck and racecheck over a short training run
-#      (the slowest step, so it goes last: a hang there costs nothing else);
-#   6. LAST: a self-contained summary (the device tool returns only the tail).
+# Most valuable first, each step under its own timeout, the timeouts adding up to
+# the one deadline (GPU_CHECK_BUDGET_S, default 345 s + 15 s for the summary: 6 minutes):
+#   1. the device (nvidia-smi -L, driver version), `cvae info`, and ldd: every carried
+#      binary must find its libraries (the comparison ones link cuDNN/cuBLAS);
+#   2. the GPU test suites (test_cuda_kernels, _conv, _loss_optim, _training)    130 s;
+#   3. one MNIST-sized epoch on the GPU (batch 100, latent 50) with its timing    35 s;
+#   4. compute-sanitizer memcheck over a short training run                       45 s;
+#   5. the CUDA benchmarks (train step, conv vs cuDNN, GEMM vs cuBLAS)           60 s;
+#   6. compute-sanitizer racecheck over the same run                              35 s;
+#   7. PyTorch's step on the same card when torch with CUDA is installed          20 s;
+#   8. LAST: a self-contained summary (the device tool returns only the tail).
 # Logs go to $OUT/gpu_check (the device tool returns what is written under
-# $OUT) or /tmp/gpu_check. Without a GPU it says so, runs the test binaries
-# (they skip), skips the rest and exits 0 within seconds. On a GPU the exit
-# status is 1 when a test failed, a sanitizer found errors or the epoch failed.
+# $OUT) or /tmp/gpu_check. Without a GPU (nvidia-smi lists none) it says so, runs
+# the test binaries (they skip), skips the rest and exits 0 within seconds. When
+# nvidia-smi lists a GPU but the engine cannot use it (a binary that does not start,
+# a library not found, `cvae info` without a CUDA device), that is a failure (exit 1);
+# so is a failed test, a sanitizer error or a failed epoch.
 set -u
 BUILD=${1:-build}
-BUDGET=${GPU_CHECK_BUDGET_S:-330}
+BUDGET=${GPU_CHECK_BUDGET_S:-345}
 DEADLINE=$((SECONDS + BUDGET))
 RESERVE=15  # seconds kept for the summary
 LOGS=${OUT:-/tmp}/gpu_check
@@ -74,24 +77,42 @@ fi
 
 echo "== 1. device (build folder: $BUILD, budget ${BUDGET} s, logs in $LOGS)"
 GPU=0
+SMI_GPU=0  # nvidia-smi lists a GPU: from here on, anything that keeps us from using it fails
 if command -v nvidia-smi > /dev/null && timeout 30 nvidia-smi -L > "$LOGS/nvidia-smi.txt" 2>&1 \
   && grep -q '^GPU' "$LOGS/nvidia-smi.txt"; then
   GPU=1
+  SMI_GPU=1
   cat "$LOGS/nvidia-smi.txt"
   note "device                : $(head -1 "$LOGS/nvidia-smi.txt" | cut -c1-70)"
   note "driver                : $(timeout 30 nvidia-smi --query-gpu=driver_version,memory.total --format=csv,noheader | head -1)"
 else
   note "device                : no GPU (nvidia-smi missing or lists none)"
 fi
+# Every carried binary must find its shared libraries, or it cannot even start.
+for bin in "$BUILD/cvae" "$BUILD"/tests/test_cuda_* "$BUILD"/benchmarks/bench_*cuda*; do
+  [ -x "$bin" ] || continue
+  missing=$(ldd "$bin" 2> /dev/null | grep 'not found' | awk '{print $1}' | tr '\n' ' ')
+  if [ -n "$missing" ]; then
+    note "$(printf '%-22s: CANNOT START, libraries not found: %s' "$(basename "$bin")" "$missing")"
+    ((SMI_GPU)) && FAILURES=$((FAILURES + 1))
+  fi
+done
 if [ -x "$BUILD/cvae" ]; then
   timeout 30 "$BUILD/cvae" info > "$LOGS/info.txt" 2>&1
+  info_rc=$?
   cat "$LOGS/info.txt"
   cuda_line=$(grep -E '^ *cuda:' "$LOGS/info.txt" | head -1 | sed 's/^ *//')
-  note "engine                : ${cuda_line:-no 'cuda:' line in cvae info}"
-  # The engine is the judge: a GPU that nvidia-smi lists but CUDA cannot use is no GPU.
-  if [ -n "$cuda_line" ] && ! grep -q 'cuda: none' <<< "$cuda_line"; then GPU=1; else GPU=0; fi
+  note "engine                : ${cuda_line:-no 'cuda:' line in cvae info (rc $info_rc: $(tail -1 "$LOGS/info.txt" | cut -c1-60))}"
+  # The engine is the judge: a GPU that nvidia-smi lists but CUDA cannot use is a
+  # failure to report (a binary that does not start, a driver too old), not "no GPU".
+  if [ -n "$cuda_line" ] && ! grep -qE 'cuda: none|emulated' <<< "$cuda_line"; then GPU=1; else GPU=0; fi
+  if ((SMI_GPU && !GPU)); then
+    note "engine                : FAILURE: nvidia-smi lists a GPU, the engine cannot use it"
+    FAILURES=$((FAILURES + 1))
+  fi
 else
   note "engine                : $BUILD/cvae missing (build with benchmarks/gpu_bundle.sh and carry it)"
+  if ((SMI_GPU)); then FAILURES=$((FAILURES + 1)); GPU=0; fi
 fi
 
 # A dataset: the real MNIST if this checkout has it beside it, Debian's
@@ -143,7 +164,8 @@ note "data                  : ${DATA:-none} ${DATA_KIND:-}"
 echo "== 2. GPU test suites"
 # gtest's closing counts: "[  PASSED  ] N tests.", "[  SKIPPED ] N tests,", "[  FAILED  ] N tests,"
 count() { grep -E "^\[ *$1 *\] [0-9]+ tests?[.,]" "$2" | head -1 | grep -oE '[0-9]+' | head -1; }
-for t in test_cuda_kernels test_cuda_conv test_cuda_loss_optim test_cuda_training; do
+for spec in test_cuda_kernels:25 test_cuda_conv:25 test_cuda_loss_optim:20 test_cuda_training:60; do
+  t=${spec%%:*}
   bin=$BUILD/tests/$t
   if [ ! -x "$bin" ]; then
     note "$(printf '%-22s: MISSING (%s)' "$t" "$bin")"
@@ -151,7 +173,7 @@ for t in test_cuda_kernels test_cuda_conv test_cuda_loss_optim test_cuda_trainin
     continue
   fi
   log=$LOGS/$t.txt
-  run_step "$t" 90 "$log" "$bin" --gtest_brief=1
+  run_step "$t" "${spec##*:}" "$log" "$bin" --gtest_brief=1
   pass=$(count PASSED "$log")
   fail=$(count FAILED "$log")
   skip=$(count SKIPPED "$log")
@@ -170,12 +192,16 @@ if ((GPU == 0)); then
   echo
   echo "================ gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), ${SECONDS} s) ================"
   for line in "${SUMMARY[@]}"; do echo "$line"; done
+  if ((SMI_GPU)); then
+    echo "verdict               : FAILURE: a GPU is present but the engine could not use it (see above)"
+    exit 1
+  fi
   echo "verdict               : NO GPU: nothing was measured (test binaries skip); exit 0"
   exit 0
 fi
 
 echo "== 3. one epoch on the GPU (batch 100, latent 50)"
-run_step epoch 90 "$LOGS/epoch.txt" "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 \
+run_step epoch 35 "$LOGS/epoch.txt" "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 \
   --batch-size 100 --latent-dim 50 --lr 1e-3 --out "$SCRATCH/epoch"
 tail -3 "$LOGS/epoch.txt"
 if [ -f "$SCRATCH/epoch/metrics.jsonl" ]; then
@@ -189,28 +215,8 @@ else
 fi
 [ "$RC" != 0 ] && FAILURES=$((FAILURES + 1))
 
-echo "== 4. benchmarks"
-for b in bench_train_step_cuda bench_kernels_cuda_conv bench_kernels_cuda_gemm; do
-  bin=$BUILD/benchmarks/$b
-  [ -x "$bin" ] || { note "$(printf '%-22s: missing' "$b")"; continue; }
-  run_step "$b" 60 "$LOGS/$b.txt" "$bin"
-  cat "$LOGS/$b.txt"
-  note "$(printf '%-22s: %s (table in %s.txt)' "$b" "$(rc_word "$RC")" "$b")"
-done
-if [ -f "$LOGS/bench_train_step_cuda.txt" ]; then
-  while IFS= read -r line; do note "  ours    $line"; done < <(grep '^batch' "$LOGS/bench_train_step_cuda.txt")
-fi
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
-  run_step pytorch 60 "$LOGS/pytorch_step.txt" python3 benchmarks/reference/bench_step_pytorch.py --device cuda --steps 100
-  cat "$LOGS/pytorch_step.txt"
-  while IFS= read -r line; do note "  pytorch $line"; done < <(grep '^pytorch_train_step' "$LOGS/pytorch_step.txt")
-else
-  note "pytorch               : torch with CUDA not available here (skipped)"
-fi
-
-echo "== 5. compute-sanitizer over a short training run"
-# On PATH, in a CUDA toolkit, named by CVAE_COMPUTE_SANITIZER, or from the pip
-# wheel nvidia-cuda-sanitizer-api (a folder that could be carried to the device).
+# compute-sanitizer: on PATH, in a CUDA toolkit, named by CVAE_COMPUTE_SANITIZER, or
+# from the pip wheel nvidia-cuda-sanitizer-api (a folder that could be carried).
 CS=${CVAE_COMPUTE_SANITIZER:-$(command -v compute-sanitizer)}
 if [ -z "$CS" ]; then
   for c in /usr/local/cuda*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer \
@@ -218,19 +224,47 @@ if [ -z "$CS" ]; then
     [ -x "$c" ] && { CS=$c; break; }
   done
 fi
-if [ -z "$CS" ]; then
-  note "compute-sanitizer     : not found on this machine (skipped)"
+# sanitize TOOL SECONDS: the tool over a short training run (256 images, batch 32).
+sanitize() {
+  local tool=$1 log=$LOGS/sanitizer_$1.txt
+  if [ -z "$CS" ]; then
+    note "$(printf '%-22s: compute-sanitizer not found on this machine (skipped)' "$tool")"
+    return
+  fi
+  run_step "$tool" "$2" "$log" "$CS" --tool "$tool" --error-exitcode 9 --print-limit 20 \
+    "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 --limit-train 256 --limit-test 128 \
+    --batch-size 32 --out "$SCRATCH/sanitizer_$tool"
+  local summary
+  summary=$(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1 | sed 's/^=* *//')
+  tail -3 "$log"
+  note "$(printf '%-22s: %s, %s' "$tool" "$(rc_word "$RC")" "${summary:-no summary line}")"
+  if [ "$RC" = 9 ]; then FAILURES=$((FAILURES + 1)); fi
+}
+
+echo "== 4. compute-sanitizer memcheck over a short training run"
+sanitize memcheck 45
+
+echo "== 5. benchmarks"
+for b in bench_train_step_cuda bench_kernels_cuda_conv bench_kernels_cuda_gemm; do
+  bin=$BUILD/benchmarks/$b
+  [ -x "$bin" ] || { note "$(printf '%-22s: missing' "$b")"; continue; }
+  run_step "$b" 20 "$LOGS/$b.txt" "$bin"
+  cat "$LOGS/$b.txt"
+  note "$(printf '%-22s: %s (table in %s.txt)' "$b" "$(rc_word "$RC")" "$b")"
+done
+if [ -f "$LOGS/bench_train_step_cuda.txt" ]; then
+  while IFS= read -r line; do note "  ours    $line"; done < <(grep '^batch' "$LOGS/bench_train_step_cuda.txt")
+fi
+echo "== 6. compute-sanitizer racecheck over the same run"
+sanitize racecheck 35
+
+echo "== 7. PyTorch's step on the same card"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+  run_step pytorch 20 "$LOGS/pytorch_step.txt" python3 benchmarks/reference/bench_step_pytorch.py --device cuda --steps 100
+  cat "$LOGS/pytorch_step.txt"
+  while IFS= read -r line; do note "  pytorch $line"; done < <(grep '^pytorch_train_step' "$LOGS/pytorch_step.txt")
 else
-  for tool in memcheck racecheck; do
-    log=$LOGS/sanitizer_$tool.txt
-    run_step "$tool" 100 "$log" "$CS" --tool "$tool" --error-exitcode 9 --print-limit 20 \
-      "$BUILD/cvae" train --device cuda --data "$DATA" --epochs 1 --limit-train 512 --limit-test 256 \
-      --batch-size 32 --out "$SCRATCH/sanitizer_$tool"
-    summary=$(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1 | sed 's/^=* *//')
-    tail -3 "$log"
-    note "$(printf '%-22s: %s, %s' "$tool" "$(rc_word "$RC")" "${summary:-no summary line}")"
-    if [ "$RC" = 9 ]; then FAILURES=$((FAILURES + 1)); fi
-  done
+  note "pytorch               : torch with CUDA not available here (skipped)"
 fi
 
 echo

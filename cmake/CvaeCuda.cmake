@@ -1,8 +1,19 @@
-# CvaeCuda.cmake: turn the CUDA language on when CVAE_CUDA asks for it (ON) or
-# when nvcc is found (AUTO). Nothing here needs a GPU: CI compiles the CUDA
-# sources on a machine without one.
+# CvaeCuda.cmake: how the CUDA kernels are built. CVAE_CUDA=ON or AUTO (when nvcc is
+# found): nvcc compiles kernels/cuda/*.cu; nothing needs a GPU, CI compiles them on a
+# machine without one. CVAE_CUDA=EMULATE: the host C++ compiler compiles the same .cu
+# sources against kernels/cuda/emulator/ (the CUDA execution model on the CPU), so the
+# GPU tests run everywhere. Sets CVAE_WITH_CUDA (the engine has a CUDA device) and
+# CVAE_CUDA_EMULATED.
+set_property(CACHE CVAE_CUDA APPEND PROPERTY STRINGS EMULATE)
 set(CVAE_WITH_CUDA OFF)
-if(NOT CVAE_CUDA STREQUAL "OFF")
+set(CVAE_CUDA_EMULATED OFF)
+if(CVAE_CUDA STREQUAL "EMULATE")
+  # Fibers for the threads of a block: Debian's libboost-context-dev.
+  find_package(Boost 1.66 REQUIRED COMPONENTS context)
+  find_package(Threads REQUIRED)
+  set(CVAE_WITH_CUDA ON)
+  set(CVAE_CUDA_EMULATED ON)
+elseif(NOT CVAE_CUDA STREQUAL "OFF")
   if(NOT DEFINED CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
   endif()
@@ -21,4 +32,12 @@ if(NOT CVAE_CUDA STREQUAL "OFF")
     message(FATAL_ERROR "CVAE_CUDA=ON but no CUDA compiler was found (install the CUDA toolkit or set CMAKE_CUDA_COMPILER)")
   endif()
 endif()
-message(STATUS "cvae-engine: CUDA kernels ${CVAE_WITH_CUDA}")
+message(STATUS "cvae-engine: CUDA kernels ${CVAE_WITH_CUDA} (emulated on the CPU: ${CVAE_CUDA_EMULATED})")
+
+# cvae_emulate_cuda_sources(files...): compile these .cu files as host C++ against the
+# emulator: its cuda_runtime.h comes first on the include path, and no contraction of
+# a*b+c into an FMA, as nvcc --fmad=false (explicit fmaf stays fused).
+function(cvae_emulate_cuda_sources)
+  set_source_files_properties(${ARGN} DIRECTORY ${PROJECT_SOURCE_DIR} PROPERTIES
+    LANGUAGE CXX COMPILE_OPTIONS "-ffp-contract=off")  # CMake adds -x c++
+endfunction()

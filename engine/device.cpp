@@ -24,6 +24,8 @@ CUstream_st* cuda_stream() {
 
 void cuda_synchronize() { kernels::cuda::stream_synchronize(cuda_stream()); }
 
+bool cuda_capturing() { return kernels::cuda::stream_capturing(cuda_stream()); }
+
 namespace {
 
 // Sizes round up to 512 bytes (small) or 2 MiB granules (large), so that
@@ -72,11 +74,18 @@ class CudaCachingAllocator final : public Allocator {
   }
 
  private:
-  // On out-of-memory: wait for queued work, give the cache back, try once more.
+  // A cache miss. During a graph capture nothing may come from the driver (the capture
+  // would fail, and a replay would never allocate): the captured step must find every
+  // block cached, so say so. On out-of-memory (and only then): wait for queued work,
+  // give the cache back, try once more.
   void* malloc_or_flush(size_t size) {
+    if (kernels::cuda::stream_capturing(cuda_stream()))
+      throw std::runtime_error("CUDA caching allocator: no cached " + std::to_string(size) +
+                               "-byte block during a graph capture; run the captured work eagerly "
+                               "first so that the cache holds every block it needs");
     try {
       return kernels::cuda::device_malloc(size);
-    } catch (const std::runtime_error&) {
+    } catch (const kernels::cuda::DeviceOutOfMemory&) {
       kernels::cuda::stream_synchronize(cuda_stream());  // cached blocks may be in use by queued kernels
       release_all_locked();
       return kernels::cuda::device_malloc(size);  // throws the out-of-memory message again
@@ -113,6 +122,7 @@ bool cuda_available(std::string* why) {
 }
 CUstream_st* cuda_stream() { throw std::runtime_error("this build has no CUDA support"); }
 void cuda_synchronize() {}
+bool cuda_capturing() { return false; }
 Allocator* cuda_allocator() { throw std::runtime_error("this build has no CUDA support"); }
 CudaMemoryStats cuda_memory_stats() { return {}; }
 void cuda_empty_cache() {}
@@ -132,6 +142,12 @@ Device resolve_device(const std::string& name, std::string* note) {
     return Device::CUDA;
   }
   if (name != "auto") throw std::invalid_argument("unknown device '" + name + "' (cpu, cuda, auto)");
+#if defined(CVAE_CUDA_EMULATED)
+  if (gpu) {
+    gpu = false;
+    why = "the CUDA device of this build is the CPU emulator; --device cuda uses it";
+  }
+#endif
   if (note) *note = gpu ? "cuda (auto)" : "cpu (auto: no GPU: " + why + ")";
   return gpu ? Device::CUDA : Device::CPU;
 }

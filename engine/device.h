@@ -23,6 +23,10 @@ CUstream_st* cuda_stream();
 // Waits for all queued GPU work (the host needs a value). Call sites say why.
 void cuda_synchronize();
 
+// True while the engine's stream is being captured into a CUDA graph (graph.h):
+// nothing may then be allocated from the driver, uploaded from host memory or waited on.
+bool cuda_capturing();
+
 // The caching allocator: blocks are kept for reuse by exact rounded size, so a
 // training step that allocates the same sequence of sizes gets the same
 // addresses every time (which lets a CUDA graph capture the step).
@@ -37,7 +41,9 @@ CudaMemoryStats cuda_memory_stats();
 void cuda_empty_cache();
 
 // "cpu" -> CPU, "cuda" -> CUDA (throws if unusable, with the reason), "auto" ->
-// CUDA when available, else CPU. *note says what was chosen and why.
+// CUDA when a real GPU is available, else CPU (the CPU emulator of an emulated build,
+// CVAE_CUDA=EMULATE, is only used when asked for by name: it is for tests, and slow).
+// *note says what was chosen and why.
 Device resolve_device(const std::string& name, std::string* note);
 
 }  // namespace cvae

@@ -1,7 +1,8 @@
 // optim.cpp: Adam and SGD. On the CPU, one kernel call per parameter tensor;
 // on the GPU, Adam is one launch over every parameter (a table of pointers in
-// device memory, rebuilt only when a pointer changes) with the step counter on
-// the device, so the update needs no host round trip and can sit in a graph.
+// device memory, written in place only when a pointer changes) with the step
+// counter on the device, so the update needs no host round trip and can sit in a
+// graph. Both are uploaded eagerly; inside a graph capture an upload is refused.
 #include "engine/optim.h"
 
 #include <cstring>
@@ -71,18 +72,28 @@ void Adam::step_cuda() {
   }
   if (table.empty()) return;
   auto* stream = cuda_stream();
+  const size_t bytes = table.size() * sizeof(kernels::cuda::AdamTensor);
+  const bool moved = table_host_.size() != bytes || std::memcmp(table_host_.data(), table.data(), bytes) != 0;
+  if ((moved || !device_step_) && cuda_capturing()) {
+    // A copy inside a capture would be replayed from host memory that has changed by
+    // then (or fail the capture): the table and the counter must be on the device already.
+    throw std::logic_error(std::string("Adam::step inside a CUDA graph capture: ") +
+                           (moved ? "a parameter or gradient moved since the last step"
+                                  : "the step counter is not on the device yet") +
+                           "; run a step eagerly (after zero_grad) before capturing");
+  }
   if (!device_step_) {  // the counter lives on the device; seeded from the host count once
     device_step_ = std::make_shared<Storage>(sizeof(int64_t), cuda_allocator());
-    int64_t before = step_ - 1;
-    kernels::cuda::memcpy_h2d(device_step_->data, &before, sizeof before, stream);
+    step_seed_ = step_ - 1;  // a member: the copy never reads a dead stack slot
+    kernels::cuda::memcpy_h2d(device_step_->data, &step_seed_, sizeof step_seed_, stream);
   }
-  size_t bytes = table.size() * sizeof(kernels::cuda::AdamTensor);
-  if (table_host_.size() != bytes || std::memcmp(table_host_.data(), table.data(), bytes) != 0) {
-    // Pointers changed (first step, or gradients reallocated elsewhere): upload
-    // the table. With the caching allocator a steady training loop hits this once.
+  if (moved) {
+    // First step, or gradients reallocated elsewhere: rewrite the table, in place when
+    // the count is unchanged (a graph captured earlier reads the same device table).
+    // With the caching allocator a steady training loop does this once.
     table_host_.assign(reinterpret_cast<const char*>(table.data()),
                        reinterpret_cast<const char*>(table.data()) + bytes);
-    table_dev_ = std::make_shared<Storage>(bytes, cuda_allocator());
+    if (!table_dev_ || table_dev_->bytes != bytes) table_dev_ = std::make_shared<Storage>(bytes, cuda_allocator());
     kernels::cuda::memcpy_h2d(table_dev_->data, table_host_.data(), bytes, stream);
   }
   auto* step_dev = static_cast<int64_t*>(device_step_->data);

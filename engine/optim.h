@@ -47,7 +47,8 @@ class Adam : public Optimizer {
   int64_t step_ = 0;  // counted on the host too, for checkpoints (no read-back)
   std::vector<Tensor> m_, v_;
   // GPU: the pointer table of the single-launch update and the step counter.
-  std::vector<char> table_host_;
+  std::vector<char> table_host_;  // what table_dev_ holds (also the upload's source)
+  int64_t step_seed_ = 0;          // the upload's source for device_step_
   std::shared_ptr<Storage> table_dev_, device_step_;
 };
 

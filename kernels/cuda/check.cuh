@@ -10,8 +10,11 @@
 
 namespace cvae::kernels::cuda::detail {
 
+// Also resets the thread's last error: reported once here, it must not resurface at the
+// next launch's check (CUDA keeps a failed call's error until cudaGetLastError reads it).
 [[noreturn]] inline void throw_cuda_error(const char* file, int line, const char* expr,
                                           cudaError_t err) {
+  cudaGetLastError();
   throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " + expr + ": " +
                            cudaGetErrorString(err));
 }
@@ -26,6 +29,3 @@ namespace cvae::kernels::cuda::detail {
       ::cvae::kernels::cuda::detail::throw_cuda_error(__FILE__, __LINE__, #expr, cvae_err_); \
   } while (0)
 
-// After a <<<...>>> launch: a bad configuration shows up here (and is cleared);
-// faults inside the kernel surface at the next synchronising call.
-#define CVAE_CHECK_LAUNCH() CVAE_CUDA_CHECK(cudaGetLastError())

@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cuda/check.cuh"  // CVAE_CHECK_LAUNCH: throws "file:line: expr: error"
+#include "kernels/cuda/launch.cuh"  // launch<kernel>(...): throws naming the kernel on a bad launch
 #include "kernels/cuda/kernels_cuda.h"
 
 namespace cvae::kernels::cuda {
@@ -63,12 +63,14 @@ template <int KT>
 __global__ void fprop_kernel(Conv2dShape s, const float* __restrict__ x,
                              const float* __restrict__ w, const float* __restrict__ bias,
                              bool relu, int c_chunk, float* __restrict__ y) {
-  extern __shared__ float ws[];  // [KT][cc][R][S]
+  CVAE_EXTERN_SHARED(float, ws);  // [KT][cc][R][S]
   const int RS = s.R * s.S;
   const int k0 = blockIdx.y * KT;
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  const bool active = idx < s.N * s.P * s.Q;
-  const int q = idx % s.Q, p = (idx / s.Q) % s.P, n = idx / (s.P * s.Q);
+  // 64-bit: the last block of a grid over nearly INT_MAX pixels reaches past INT_MAX.
+  const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const bool active = idx < (int64_t)s.N * s.P * s.Q;
+  const int q = (int)(idx % s.Q), p = (int)(idx / s.Q % s.P);
+  const int64_t n = idx / ((int64_t)s.P * s.Q);
   const int h0 = p * s.stride_h - s.pad_h, w0 = q * s.stride_w - s.pad_w;
 
   float acc[KT];
@@ -119,8 +121,7 @@ void launch_fprop(const Conv2dShape& s, const float* x, const float* w, const fl
   const int c_chunk = std::min(s.C, std::max(1, kSmemFloats / (KT * RS)));
   const dim3 grid(blocks_for((int64_t)s.N * s.P * s.Q, kThreads), (s.K + KT - 1) / KT);
   const size_t smem = sizeof(float) * KT * c_chunk * RS;
-  fprop_kernel<KT><<<grid, kThreads, smem, stream>>>(s, x, w, bias, relu, c_chunk, y);
-  CVAE_CHECK_LAUNCH();
+  launch<fprop_kernel<KT>>(grid, kThreads, smem, stream, s, x, w, bias, relu, c_chunk, y);
 }
 
 void fprop_dispatch(const Conv2dShape& s, const float* x, const float* w, const float* bias,
@@ -141,12 +142,13 @@ void fprop_dispatch(const Conv2dShape& s, const float* x, const float* w, const 
 template <int CT>
 __global__ void dgrad_kernel(Conv2dShape s, const float* __restrict__ dy,
                              const float* __restrict__ w, int k_chunk, float* __restrict__ dx) {
-  extern __shared__ float ws[];  // [kc][CT][R][S]
+  CVAE_EXTERN_SHARED(float, ws);  // [kc][CT][R][S]
   const int RS = s.R * s.S, PQ = s.P * s.Q;
   const int c0 = blockIdx.y * CT;
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  const bool active = idx < s.N * s.H * s.W;
-  const int wi = idx % s.W, h = (idx / s.W) % s.H, n = idx / (s.H * s.W);
+  const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;  // 64-bit, as fprop
+  const bool active = idx < (int64_t)s.N * s.H * s.W;
+  const int wi = (int)(idx % s.W), h = (int)(idx / s.W % s.H);
+  const int64_t n = idx / ((int64_t)s.H * s.W);
   const int hp = h + s.pad_h, wp = wi + s.pad_w;  // >= 0
   const int r_first = hp % s.stride_h, t_first = wp % s.stride_w;
 
@@ -195,8 +197,7 @@ void launch_dgrad(const Conv2dShape& s, const float* dy, const float* w, float* 
   const int k_chunk = std::min(s.K, std::max(1, kSmemFloats / (CT * RS)));
   const dim3 grid(blocks_for((int64_t)s.N * s.H * s.W, kThreads), (s.C + CT - 1) / CT);
   const size_t smem = sizeof(float) * k_chunk * CT * RS;
-  dgrad_kernel<CT><<<grid, kThreads, smem, stream>>>(s, dy, w, k_chunk, dx);
-  CVAE_CHECK_LAUNCH();
+  launch<dgrad_kernel<CT>>(grid, kThreads, smem, stream, s, dy, w, k_chunk, dx);
 }
 
 // ---------------------------------------------------------------------------- wgrad
@@ -226,11 +227,14 @@ __global__ void wgrad_kernel(Conv2dShape s, const float* __restrict__ x,
 #pragma unroll
   for (int t = 0; t < kWgradTaps; ++t) acc[t] = 0.f;
 
-  const int total = s.N * PQ;
-  for (int i = threadIdx.x; i < total; i += kWgradThreads) {
-    const int n = i / PQ, pq = i - n * PQ, p = pq / s.Q, q = pq - p * s.Q;
-    const float d = dy[((int64_t)n * s.K + k) * PQ + pq];
-    const float* xc = x + ((int64_t)n * s.C + c) * HW;
+  // 64-bit: i + 256 passes INT_MAX when N*P*Q is near it (the shape check allows that).
+  const int tid = static_cast<int>(threadIdx.x);
+  const int64_t total = (int64_t)s.N * PQ;
+  for (int64_t i = tid; i < total; i += kWgradThreads) {
+    const int64_t n = i / PQ;
+    const int pq = (int)(i - n * PQ), p = pq / s.Q, q = pq - p * s.Q;
+    const float d = dy[(n * s.K + k) * PQ + pq];
+    const float* xc = x + (n * s.C + c) * HW;
     const int h0 = p * s.stride_h - s.pad_h, w0 = q * s.stride_w - s.pad_w;
 #pragma unroll
     for (int t = 0; t < kWgradTaps; ++t) {
@@ -240,14 +244,14 @@ __global__ void wgrad_kernel(Conv2dShape s, const float* __restrict__ x,
     }
   }
 #pragma unroll
-  for (int t = 0; t < kWgradTaps; ++t) red[t][threadIdx.x] = acc[t];
+  for (int t = 0; t < kWgradTaps; ++t) red[t][tid] = acc[t];
   __syncthreads();
   for (int half = kWgradThreads / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half)
-      for (int t = 0; t < ntaps; ++t) red[t][threadIdx.x] += red[t][threadIdx.x + half];
+    if (tid < half)
+      for (int t = 0; t < ntaps; ++t) red[t][tid] += red[t][tid + half];
     __syncthreads();
   }
-  if (threadIdx.x < ntaps) dw[((int64_t)k * s.C + c) * RS + tap0 + threadIdx.x] = red[threadIdx.x][0];
+  if (tid < ntaps) dw[((int64_t)k * s.C + c) * RS + tap0 + tid] = red[tid][0];
 }
 
 }  // namespace
@@ -286,8 +290,7 @@ void conv2d_wgrad(const Conv2dShape& s, const float* x, const float* dy, float* 
   if ((int64_t)s.C * chunks > INT_MAX)
     throw std::invalid_argument("conv2d_wgrad: too many channel x tap blocks");
   const dim3 grid((unsigned)(s.C * chunks), (unsigned)s.K);
-  wgrad_kernel<<<grid, kWgradThreads, 0, stream>>>(s, x, dy, taps, dw);
-  CVAE_CHECK_LAUNCH();
+  launch<wgrad_kernel>(grid, kWgradThreads, 0, stream, s, x, dy, taps, dw);
 }
 
 }  // namespace cvae::kernels::cuda

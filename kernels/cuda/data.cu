@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/philox.h"
 
@@ -73,14 +73,13 @@ void gather_batch(const uint8_t* images, int64_t pixels, const int64_t* idx, int
   if (mode == 1) {
     const uint64_t bpi = philox_blocks(pixels);
     const int64_t total_blocks = static_cast<int64_t>(n) * static_cast<int64_t>(bpi);
-    gather_dynamic_kernel<<<grid_for(total_blocks), kThreads, 0, stream>>>(
-        images, pixels, idx, total_blocks, bpi, seed, epoch << 32, x);
+    launch<gather_dynamic_kernel>(grid_for(total_blocks), kThreads, 0, stream, images, pixels, idx,
+                                  total_blocks, bpi, seed, epoch << 32, x);
   } else {
     const int64_t total = static_cast<int64_t>(n) * pixels;
-    gather_lut_kernel<<<grid_for(total), kThreads, 0, stream>>>(images, pixels, idx, total,
-                                                                mode == 0, x);
+    launch<gather_lut_kernel>(grid_for(total), kThreads, 0, stream, images, pixels, idx, total,
+                              mode == 0, x);
   }
-  CVAE_CHECK_LAUNCH();
 }
 
 }  // namespace cvae::kernels::cuda

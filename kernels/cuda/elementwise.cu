@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
 namespace cvae::kernels::cuda {
@@ -103,8 +103,7 @@ __global__ void map_kernel(int64_t n, const float* a, const float* b, float alph
 template <Op op>
 void map(int64_t n, const float* a, const float* b, float alpha, float* y, cudaStream_t stream) {
   if (n <= 0) return;
-  map_kernel<op><<<grid_for(n), kThreads, 0, stream>>>(n, a, b, alpha, y);
-  CVAE_CHECK_LAUNCH();
+  launch<map_kernel<op>>(grid_for(n), kThreads, 0, stream, n, a, b, alpha, y);
 }
 
 // Layout: x [outer,mid,inner], y [outer,inner]; one thread per (o,i).
@@ -150,23 +149,20 @@ void bias_add_fwd(int N, int C, int64_t HW, const float* x, const float* b, floa
                   cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(N) * C * HW;
   if (total <= 0) return;
-  bias_fwd_kernel<false><<<grid_for(total), kThreads, 0, stream>>>(total, C, HW, x, b, y);
-  CVAE_CHECK_LAUNCH();
+  launch<bias_fwd_kernel<false>>(grid_for(total), kThreads, 0, stream, total, C, HW, x, b, y);
 }
 
 void bias_relu_fwd(int N, int C, int64_t HW, const float* x, const float* b, float* y,
                    cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(N) * C * HW;
   if (total <= 0) return;
-  bias_fwd_kernel<true><<<grid_for(total), kThreads, 0, stream>>>(total, C, HW, x, b, y);
-  CVAE_CHECK_LAUNCH();
+  launch<bias_fwd_kernel<true>>(grid_for(total), kThreads, 0, stream, total, C, HW, x, b, y);
 }
 
 void bias_add_bwd(int N, int C, int64_t HW, const float* dy, float* db, cudaStream_t stream) {
   if (C <= 0) return;
   if (static_cast<int64_t>(N) * HW <= 0) return fill(C, 0.f, db, stream);
-  bias_bwd_kernel<<<static_cast<unsigned>(C), kReduceThreads, 0, stream>>>(N, C, HW, dy, db);
-  CVAE_CHECK_LAUNCH();
+  launch<bias_bwd_kernel>(static_cast<unsigned>(C), kReduceThreads, 0, stream, N, C, HW, dy, db);
 }
 
 void relu_fwd(int64_t n, const float* x, float* y, cudaStream_t stream) {
@@ -211,19 +207,17 @@ void sum_mid(int64_t outer, int64_t mid, int64_t inner, const float* x, float* y
   // Few outputs over a long mid: a block each (parallel over m); otherwise a
   // thread each (coalesced over i). Both sum in a fixed order.
   if (outputs < 2048 && mid >= 256 && outputs <= kMaxGrid) {
-    sum_mid_block_kernel<<<static_cast<unsigned>(outputs), kReduceThreads, 0, stream>>>(mid, inner, x, y);
+    launch<sum_mid_block_kernel>(static_cast<unsigned>(outputs), kReduceThreads, 0, stream, mid, inner, x, y);
   } else {
-    sum_mid_thread_kernel<<<grid_for(outputs), kThreads, 0, stream>>>(outer, mid, inner, x, y);
+    launch<sum_mid_thread_kernel>(grid_for(outputs), kThreads, 0, stream, outer, mid, inner, x, y);
   }
-  CVAE_CHECK_LAUNCH();
 }
 
 void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, float alpha, const float* dy,
                    float* dx, cudaStream_t stream) {
   const int64_t total = outer * mid * inner;
   if (total <= 0) return;
-  broadcast_mid_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, mid, inner, alpha, dy, dx);
-  CVAE_CHECK_LAUNCH();
+  launch<broadcast_mid_kernel>(grid_for(total), kThreads, 0, stream, total, mid, inner, alpha, dy, dx);
 }
 
 }  // namespace cvae::kernels::cuda

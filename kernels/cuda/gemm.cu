@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
 namespace cvae::kernels::cuda {
@@ -198,20 +198,23 @@ __global__ void scale_c_kernel(int M, int N, float beta, float* C, int ldc) {
 }
 
 template <class G>
-void launch(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+void launch_tiles(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((N + G::BN - 1) / G::BN),
                   static_cast<unsigned>((M + G::BM - 1) / G::BM));
   if (grid.y > 65535u) throw std::invalid_argument("gemm: M too large for the grid");
   if (!ta && !tb)
-    sgemm_kernel<G, false, false><<<grid, G::THREADS, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, false, false>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
   else if (!ta && tb)
-    sgemm_kernel<G, false, true><<<grid, G::THREADS, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, false, true>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
   else if (ta && !tb)
-    sgemm_kernel<G, true, false><<<grid, G::THREADS, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    launch<sgemm_kernel<G, true, false>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
   else
-    sgemm_kernel<G, true, true><<<grid, G::THREADS, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  CVAE_CHECK_LAUNCH();
+    launch<sgemm_kernel<G, true, true>>(grid, G::THREADS, 0, stream, M, N, K, alpha, A, lda, B,
+        ldb, beta, C, ldc);
 }
 
 // Multiprocessors of the current device (cached per thread; no synchronisation).
@@ -242,19 +245,18 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   if (K == 0) {
     const int64_t total = static_cast<int64_t>(M) * N;
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65535));
-    scale_c_kernel<<<grid, 256, 0, stream>>>(M, N, beta, C, ldc);
-    CVAE_CHECK_LAUNCH();
+    launch<scale_c_kernel>(grid, 256, 0, stream, M, N, beta, C, ldc);
     return;
   }
   // The largest tile that still fills the GPU: Large wants two waves of
   // 128x128 tiles, Medium one wave of 64x64; the rest (small C) splits K.
   const int sms = sm_count();
   if (tiles(M, N, Large::BM, Large::BN) >= 2 * sms)
-    launch<Large>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
+    launch_tiles<Large>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
   else if (tiles(M, N, Medium::BM, Medium::BN) >= sms)
-    launch<Medium>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
+    launch_tiles<Medium>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
   else
-    launch<Small>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
+    launch_tiles<Small>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
 }
 
 }  // namespace cvae::kernels::cuda

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/kernels.h"
@@ -27,7 +28,12 @@ namespace cvae::kernels::cuda {
 int device_count(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" for device i.
 std::string device_description(int i);
-void* device_malloc(size_t bytes);          // throws std::bad_alloc-derived OutOfMemory text on failure
+// The device is full: device_malloc's error, distinct from the other runtime errors
+// (a caller may free cached memory and retry on this one only).
+struct DeviceOutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+void* device_malloc(size_t bytes);          // throws DeviceOutOfMemory when the device is full
 void device_free(void* ptr);
 void memcpy_h2d(void* dst, const void* src, size_t bytes, cudaStream_t stream);  // async (pageable: staged)
 void memcpy_d2h(void* dst, const void* src, size_t bytes, cudaStream_t stream);  // waits for the copy
@@ -35,6 +41,9 @@ void memcpy_d2d(void* dst, const void* src, size_t bytes, cudaStream_t stream);
 void memset_zero(void* dst, size_t bytes, cudaStream_t stream);
 cudaStream_t stream_create();
 void stream_synchronize(cudaStream_t stream);
+// True while stream is being captured into a graph: no allocation, copy from pageable
+// host memory or synchronisation may happen then.
+bool stream_capturing(cudaStream_t stream);
 // CUDA graphs: capture everything queued on stream between begin and end.
 void graph_capture_begin(cudaStream_t stream);
 void* graph_capture_end(cudaStream_t stream);  // returns an instantiated graph (cudaGraphExec_t)

@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
 namespace cvae::kernels::cuda {
@@ -223,23 +223,20 @@ __global__ void vae_loss_bwd_kernel(VaeLossShape s, const float* logits, const f
 void sigmoid_ce_fwd(int64_t n, const float* logits, const float* targets, float* loss,
                     cudaStream_t stream) {
   if (n <= 0) return;
-  sigmoid_ce_fwd_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, logits, targets, loss);
-  CVAE_CHECK_LAUNCH();
+  launch<sigmoid_ce_fwd_kernel>(grid_for(n), kThreads, 0, stream, n, logits, targets, loss);
 }
 
 void sigmoid_ce_bwd(int64_t n, const float* logits, const float* targets, const float* dloss,
                     float* dlogits, float* dtargets, cudaStream_t stream) {
   if (n <= 0 || (!dlogits && !dtargets)) return;
-  sigmoid_ce_bwd_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, logits, targets, dloss, dlogits,
-                                                              dtargets);
-  CVAE_CHECK_LAUNCH();
+  launch<sigmoid_ce_bwd_kernel>(grid_for(n), kThreads, 0, stream, n, logits, targets, dloss, dlogits,
+      dtargets);
 }
 
 void log_normal_pdf_fwd(int N, int D, const float* x, const float* mean, const float* logvar,
                         float* out, cudaStream_t stream) {
   if (N <= 0) return;
-  log_normal_pdf_fwd_kernel<<<N, kRowThreads, 0, stream>>>(D, x, mean, logvar, out);
-  CVAE_CHECK_LAUNCH();
+  launch<log_normal_pdf_fwd_kernel>(N, kRowThreads, 0, stream, D, x, mean, logvar, out);
 }
 
 void log_normal_pdf_bwd(int N, int D, const float* x, const float* mean, const float* logvar,
@@ -247,25 +244,22 @@ void log_normal_pdf_bwd(int N, int D, const float* x, const float* mean, const f
                         cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(N) * D;
   if (total <= 0 || (!dx && !dmean && !dlogvar)) return;
-  log_normal_pdf_bwd_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, D, x, mean, logvar,
-                                                                      dout, dx, dmean, dlogvar);
-  CVAE_CHECK_LAUNCH();
+  launch<log_normal_pdf_bwd_kernel>(grid_for(total), kThreads, 0, stream, total, D, x, mean, logvar,
+      dout, dx, dmean, dlogvar);
 }
 
 void kl_normal_fwd(int N, int D, const float* mean, const float* logvar, float* out,
                    cudaStream_t stream) {
   if (N <= 0) return;
-  kl_normal_fwd_kernel<<<N, kRowThreads, 0, stream>>>(D, mean, logvar, out);
-  CVAE_CHECK_LAUNCH();
+  launch<kl_normal_fwd_kernel>(N, kRowThreads, 0, stream, D, mean, logvar, out);
 }
 
 void kl_normal_bwd(int N, int D, const float* mean, const float* logvar, const float* dout,
                    float* dmean, float* dlogvar, cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(N) * D;
   if (total <= 0 || (!dmean && !dlogvar)) return;
-  kl_normal_bwd_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, D, mean, logvar, dout,
-                                                                 dmean, dlogvar);
-  CVAE_CHECK_LAUNCH();
+  launch<kl_normal_bwd_kernel>(grid_for(total), kThreads, 0, stream, total, D, mean, logvar, dout,
+      dmean, dlogvar);
 }
 
 // Two launches, no host synchronisation: the rows, then the fixed-order batch mean.
@@ -273,11 +267,9 @@ void vae_loss_fwd(const VaeLossShape& s, const float* logits, const float* x, co
                   const float* mean, const float* logvar, float* loss, float* row_elbo,
                   cudaStream_t stream) {
   if (s.N > 0) {
-    vae_loss_rows_kernel<<<s.N, kRowThreads, 0, stream>>>(s, logits, x, z, mean, logvar, row_elbo);
-    CVAE_CHECK_LAUNCH();
+    launch<vae_loss_rows_kernel>(s.N, kRowThreads, 0, stream, s, logits, x, z, mean, logvar, row_elbo);
   }
-  vae_loss_mean_kernel<<<1, kMeanThreads, 0, stream>>>(s.N, row_elbo, loss);
-  CVAE_CHECK_LAUNCH();
+  launch<vae_loss_mean_kernel>(1, kMeanThreads, 0, stream, s.N, row_elbo, loss);
 }
 
 void vae_loss_bwd(const VaeLossShape& s, const float* logits, const float* x, const float* z,
@@ -285,9 +277,8 @@ void vae_loss_bwd(const VaeLossShape& s, const float* logits, const float* x, co
                   float* dz, float* dmean, float* dlogvar, cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(s.N) * (static_cast<int64_t>(s.D) + s.L);
   if (s.N <= 0 || total <= 0) return;
-  vae_loss_bwd_kernel<<<grid_for(total), kThreads, 0, stream>>>(s, logits, x, z, mean, logvar,
-                                                                dloss, dlogits, dz, dmean, dlogvar);
-  CVAE_CHECK_LAUNCH();
+  launch<vae_loss_bwd_kernel>(grid_for(total), kThreads, 0, stream, s, logits, x, z, mean, logvar,
+      dloss, dlogits, dz, dmean, dlogvar);
 }
 
 }  // namespace cvae::kernels::cuda

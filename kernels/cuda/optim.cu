@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
 namespace cvae::kernels::cuda {
@@ -37,7 +37,7 @@ __global__ void adam_increment_step_kernel(int64_t* step) { *step += 1; }
 __global__ void adam_multi_kernel(const AdamTensor* table, int count, int64_t total,
                                   const int64_t* step, double lr, double beta1, double beta2,
                                   float b1, float b2, float c1, float c2, float e) {
-  extern __shared__ int64_t prefix[];  // [count + 1]
+  CVAE_EXTERN_SHARED(int64_t, prefix);  // [count + 1]
   __shared__ float scal[2];            // step_size, sqrt(bc2)
   if (threadIdx.x == 0) {
     int64_t acc = 0;
@@ -87,8 +87,7 @@ __global__ void sgd_step_kernel(int64_t n, float* p, const float* g, float a) {
 }  // namespace
 
 void adam_increment_step(int64_t* step_dev, cudaStream_t stream) {
-  adam_increment_step_kernel<<<1, 1, 0, stream>>>(step_dev);
-  CVAE_CHECK_LAUNCH();
+  launch<adam_increment_step_kernel>(1, 1, 0, stream, step_dev);
 }
 
 // One launch over every tensor of the table. total_elems is sum of table[k].n
@@ -102,18 +101,16 @@ void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems
                                 " tensors, more than the " + std::to_string(kMaxTensors) +
                                 " one launch supports");
   const size_t shmem = static_cast<size_t>(count + 1) * sizeof(int64_t);
-  adam_multi_kernel<<<grid_for(total_elems), kThreads, shmem, stream>>>(
-      table_dev, count, total_elems, step_dev, lr, beta1, beta2, static_cast<float>(beta1),
-      static_cast<float>(beta2), static_cast<float>(1.0 - beta1), static_cast<float>(1.0 - beta2),
-      static_cast<float>(eps));
-  CVAE_CHECK_LAUNCH();
+  launch<adam_multi_kernel>(grid_for(total_elems), kThreads, shmem, stream, table_dev, count,
+                            total_elems, step_dev, lr, beta1, beta2, static_cast<float>(beta1),
+                            static_cast<float>(beta2), static_cast<float>(1.0 - beta1),
+                            static_cast<float>(1.0 - beta2), static_cast<float>(eps));
 }
 
 void sgd_step(int64_t n, float* p, const float* g, double lr, cudaStream_t stream) {
   if (n <= 0) return;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
-  sgd_step_kernel<<<grid, kThreads, 0, stream>>>(n, p, g, static_cast<float>(lr));
-  CVAE_CHECK_LAUNCH();
+  launch<sgd_step_kernel>(grid, kThreads, 0, stream, n, p, g, static_cast<float>(lr));
 }
 
 }  // namespace cvae::kernels::cuda

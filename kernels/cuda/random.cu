@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/philox.h"
 
@@ -56,17 +56,14 @@ __global__ void uniform_fill_kernel(int64_t n, uint64_t seed, uint64_t offset, T
 template <typename T>
 void normal_fill(int64_t n, uint64_t seed, uint64_t offset, T* y, cudaStream_t stream) {
   if (n <= 0) return;
-  normal_fill_kernel<T><<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, seed, offset, y);
-  CVAE_CHECK_LAUNCH();
+  launch<normal_fill_kernel<T>>(grid_for((n + 3) / 4), kThreads, 0, stream, n, seed, offset, y);
 }
 
 template <typename T>
 void uniform_fill(int64_t n, uint64_t seed, uint64_t offset, T lo, T hi, T* y,
                   cudaStream_t stream) {
   if (n <= 0) return;
-  uniform_fill_kernel<T>
-      <<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, seed, offset, lo, hi, y);
-  CVAE_CHECK_LAUNCH();
+  launch<uniform_fill_kernel<T>>(grid_for((n + 3) / 4), kThreads, 0, stream, n, seed, offset, lo, hi, y);
 }
 
 template void normal_fill<float>(int64_t, uint64_t, uint64_t, float*, cudaStream_t);

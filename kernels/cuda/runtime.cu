@@ -55,9 +55,9 @@ void* device_malloc(size_t bytes) {
       tail = " (free " + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes)";
     else
       cudaGetLastError();
-    throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +
-                             ": CUDA out of memory: tried to allocate " + std::to_string(bytes) +
-                             " bytes" + tail);
+    throw DeviceOutOfMemory(std::string(__FILE__) + ":" + std::to_string(__LINE__) +
+                            ": CUDA out of memory: tried to allocate " + std::to_string(bytes) +
+                            " bytes" + tail);
   }
   detail::throw_cuda_error(__FILE__, __LINE__, "cudaMalloc", err);
 }
@@ -99,6 +99,12 @@ cudaStream_t stream_create() {
 }
 
 void stream_synchronize(cudaStream_t stream) { CVAE_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+bool stream_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  CVAE_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
 
 // Global capture mode: a captured training step must hold no hidden
 // synchronisation, allocation or legacy-stream work. In global mode any such
