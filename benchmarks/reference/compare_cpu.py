@@ -5,7 +5,7 @@ invocation, repeated, and summarised as medians and ratios.
 
     pip install torch tensorflow-cpu
     python3 benchmarks/reference/compare_cpu.py [--build build] [--rounds 3] [--steps 30]
-        [--threads 2] [--isa auto|avx2] [--busy] [--only ours,eager,compile,tf]
+        [--threads 2] [--isa auto|avx2] [--busy | --contention] [--only ours,eager,compile,tf]
 
 Each round runs every program once, in turn (A B C D A B C D ...); each program warms
 up, then times 5 repeats of --steps steps and reports its median repeat (ms/step), so
@@ -13,8 +13,9 @@ a figure here is the median over rounds of those medians, with the range beside 
 --isa avx2 keeps every library to AVX2 on an AVX-512 machine (CVAE_CPU_ISA=avx2,
 ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2): the code paths an AVX2-only
 CPU runs, on this CPU's cores. --busy runs one other CPU-bound process throughout (a
-plain spinning loop), to measure the slowdown under contention. Prints the machine,
-the versions, a table of ms per step and the ratios of cvae-engine to each.
+plain spinning loop); --contention runs every program twice a round, alone and beside
+such a process, and reports each one's slowdown. Prints the machine, the versions, a
+table of ms per step and the ratios of cvae-engine to each.
 """
 
 import argparse
@@ -98,6 +99,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--isa", default="auto", choices=("auto", "avx2"))
     ap.add_argument("--busy", action="store_true", help="one other busy process throughout")
+    ap.add_argument("--contention", action="store_true",
+                    help="each program alone and beside a busy process, every round")
     ap.add_argument("--only", default="ours,eager,compile,tf")
     args = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
@@ -109,17 +112,37 @@ def main():
           % (", ".join("%s %s" % kv for kv in versions().items()),
              "AVX2 forced" if args.isa == "avx2" else "each library's best",
              args.threads, args.rounds, args.steps, "; one busy process alongside" if args.busy else ""))
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    spin = [sys.executable, "-c", "while True: pass"]
+    busy = subprocess.Popen(spin) if args.busy else None
     results = {k: [] for k in cmds}
+    loaded = {k: [] for k in cmds}
     try:
         for r in range(args.rounds):
             for name, cmd in cmds.items():
                 results[name].append(run(name, cmd, env))
                 print("  round %d %-14s %s" % (r + 1, LABELS[name], "  ".join(
                     "%dx%d %.2f ms" % (b, l, results[name][-1][(b, l)]) for b, l in SHAPES)), flush=True)
+                if args.contention:
+                    other = subprocess.Popen(spin)
+                    try:
+                        loaded[name].append(run(name, cmd, env))
+                    finally:
+                        other.kill()
+                        other.wait()
+                    print("  round %d %-14s %s  (beside a busy process)" % (r + 1, LABELS[name], "  ".join(
+                        "%dx%d %.2f ms" % (b, l, loaded[name][-1][(b, l)]) for b, l in SHAPES)), flush=True)
     finally:
         if busy:
             busy.kill()
+    if args.contention:
+        print()
+        print("| slowdown beside one busy process (median of per-round ratios) | " +
+              " | ".join(LABELS[k] for k in cmds) + " |")
+        print("|---|" + "---|" * len(cmds))
+        for shape in SHAPES:
+            cells = ["%.2fx" % statistics.median([b[shape] / a[shape] for a, b in zip(results[k], loaded[k])])
+                     for k in cmds]
+            print("| batch %d, latent %d | %s |" % (shape[0], shape[1], " | ".join(cells)))
     print()
     print("| step, ms (median of rounds, range) | " + " | ".join(LABELS[k] for k in cmds) + " |")
     print("|---|" + "---|" * len(cmds))
