@@ -9,6 +9,7 @@ namespace cvae {
 namespace {
 
 std::atomic<int64_t> g_cpu_bytes{0};
+std::atomic<int64_t> g_cpu_peak{0};
 
 class CpuAllocator final : public Allocator {
  public:
@@ -18,7 +19,10 @@ class CpuAllocator final : public Allocator {
     if (rounded == 0) rounded = 64;
     void* p = std::aligned_alloc(64, rounded);
     if (!p) throw std::bad_alloc();
-    g_cpu_bytes += static_cast<int64_t>(bytes);
+    const int64_t now = g_cpu_bytes += static_cast<int64_t>(bytes);
+    int64_t peak = g_cpu_peak.load(std::memory_order_relaxed);
+    while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
     return p;
   }
   void deallocate(void* ptr, size_t bytes) override {
@@ -35,5 +39,9 @@ Allocator* cpu_allocator() {
 }
 
 int64_t cpu_bytes_in_use() { return g_cpu_bytes.load(); }
+
+int64_t cpu_bytes_peak() { return g_cpu_peak.load(); }
+
+void reset_cpu_bytes_peak() { g_cpu_peak.store(g_cpu_bytes.load()); }
 
 }  // namespace cvae

@@ -20,5 +20,9 @@ Allocator* cpu_allocator();
 
 // Bytes currently held by the CPU allocator (for leak checks in tests).
 int64_t cpu_bytes_in_use();
+// The most bytes held at once since the last reset (the app's memory estimate
+// measures a small training step with it).
+int64_t cpu_bytes_peak();
+void reset_cpu_bytes_peak();  // the peak restarts from what is held now
 
 }  // namespace cvae
