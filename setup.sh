@@ -2,7 +2,8 @@
 # setup.sh: install what is missing, build, and run the main job or the tests.
 #   ./setup.sh run    install, build (Release), train the CVAE on Fashion-MNIST (the main job)
 #   ./setup.sh test   install, build with warnings as errors, run every test,
-#                     then the same unit tests under AddressSanitizer + UBSan
+#                     then the same unit tests under AddressSanitizer + UBSan,
+#                     then each libFuzzer target for CVAE_FUZZ_SECONDS (60) seconds
 #   ./setup.sh deps   only install the Debian packages the build needs
 # CUDA kernels are compiled when nvcc is found (CVAE_CUDA=AUTO); no GPU is needed.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
           zlib1g-dev libpng-dev libcli11-dev dataset-fashion-mnist)
+PACKAGES+=(clang-14 libclang-rt-14-dev libomp-14-dev)  # the fuzz targets (libFuzzer, ASan, UBSan)
 JOBS=$(nproc)
 
 install_deps() {
@@ -48,7 +50,12 @@ case "${1:-}" in
     configure_and_build build-asan -DCVAE_WERROR=ON -DCVAE_CUDA=OFF -DCVAE_BUILD_BENCHMARKS=OFF \
       -DCVAE_SANITIZE=address,undefined
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-      ctest --test-dir build-asan --output-on-failure -j "$JOBS" ;;
+      ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    echo "setup: fuzzing the readers (libFuzzer + ASan + UBSan, clang), ${CVAE_FUZZ_SECONDS:-60} s per target"
+    CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCVAE_FUZZ=ON \
+      -DCVAE_CUDA=OFF -DCVAE_BUILD_TESTS=OFF -DCVAE_BUILD_BENCHMARKS=OFF >/dev/null
+    cmake --build build-fuzz -j "$JOBS" --target fuzz_idx fuzz_safetensors fuzz_checkpoint_config
+    tests/fuzz/run_fuzzers.sh build-fuzz build/cvae "${CVAE_FUZZ_SECONDS:-60}" ;;
   *)
     sed -n '2,8p' "$0"
     exit 2 ;;

@@ -93,8 +93,9 @@ class ByteSource {
   }
 
   void start() {
-    // Sniff the gzip magic (1f 8b); everything read so far is kept in in_.
-    in_.resize(kChunk);
+    // Sniff the gzip magic (1f 8b); everything read so far is kept in in_
+    // (bytes in memory need no more buffer than they are).
+    in_.resize(in_memory_ ? std::max<size_t>(2, std::min(kChunk, mem_size_)) : kChunk);
     in_len_ = raw_read(in_.data(), 2);
     gzip_ = in_len_ == 2 && in_[0] == 0x1f && in_[1] == 0x8b;
     if (gzip_) {
@@ -130,7 +131,7 @@ class ByteSource {
     size_t got = 0;
     while (got < n && !done_) {
       if (zs_.avail_in == 0) {
-        in_len_ = raw_read(in_.data(), kChunk);
+        in_len_ = raw_read(in_.data(), in_.size());
         zs_.next_in = in_.data();
         zs_.avail_in = static_cast<uInt>(in_len_);
         if (in_len_ == 0) {
@@ -151,7 +152,7 @@ class ByteSource {
         // Another gzip member may follow (concatenated .gz files are valid);
         // anything else after the stream is garbage.
         if (zs_.avail_in == 0) {
-          in_len_ = raw_read(in_.data(), kChunk);
+          in_len_ = raw_read(in_.data(), in_.size());
           zs_.next_in = in_.data();
           zs_.avail_in = static_cast<uInt>(in_len_);
         }
