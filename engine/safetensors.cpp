@@ -48,10 +48,17 @@ Tensor parse_entry(const std::string& path, const std::string& name, const json&
   else fail(path, "tensor '" + name + "' has unsupported dtype " + dt.dump());
   Shape shape;
   if (!e["shape"].is_array()) fail(path, "tensor '" + name + "' has a non-array shape");
+  // The byte count is worked out before anything is allocated, without
+  // overflow: a header may claim any shape, the file holds what it holds.
+  uint64_t bytes = dtype_size(dtype);
+  bool too_big = false;
   for (const json& d : e["shape"]) {
     if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 31))
       fail(path, "tensor '" + name + "' has a bad dimension " + d.dump());
-    shape.push_back(d.get<int64_t>());
+    const uint64_t n = d.get<uint64_t>();
+    shape.push_back(static_cast<int64_t>(n));
+    if (n != 0 && bytes > data_size / n) too_big = true;  // more than the data section: refused below
+    else bytes *= n;
   }
   const json& off = e["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
@@ -62,10 +69,11 @@ Tensor parse_entry(const std::string& path, const std::string& name, const json&
     fail(path, "tensor '" + name + "' has offsets [" + std::to_string(begin) + "," +
                    std::to_string(end) + ") outside the " + std::to_string(data_size) +
                    "-byte data section (truncated file?)");
-  Tensor t = Tensor::empty(shape, dtype);
-  if (end - begin != t.nbytes())
+  if (too_big || end - begin != bytes)
     fail(path, "tensor '" + name + "' holds " + std::to_string(end - begin) + " bytes, shape " +
-                   shape_str(shape) + " needs " + std::to_string(t.nbytes()));
+                   shape_str(shape) + " needs " +
+                   (too_big ? "more than the " + std::to_string(data_size) + "-byte data section" : std::to_string(bytes)));
+  Tensor t = Tensor::empty(shape, dtype);
   std::memcpy(t.raw(), data + begin, t.nbytes());  // little-endian host assumed (x86, arm64)
   return t;
 }

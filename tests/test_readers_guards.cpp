@@ -76,6 +76,32 @@ TEST(Readers, FromMemoryTheyAnswerAsFromAFile) {
   std::filesystem::remove_all(dir);
 }
 
+// A header may claim any shape: the bytes it needs are worked out (without
+// overflow) and checked against the file before anything is allocated. (The
+// fuzz target's regression inputs hold the same three headers.)
+TEST(Readers, AShapeIsCheckedAgainstTheFileBeforeAllocating) {
+  auto file = [](const std::string& header) {
+    std::string h = header;
+    h.append((8 - h.size() % 8) % 8, ' ');
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[size_t(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+    return bytes + h;
+  };
+  for (const char* shape : {"[2147483648]", "[2147483648,2147483648]", "[2147483648,2147483648,4]"}) {
+    SCOPED_TRACE(shape);
+    std::string f = file(std::string(R"({"a":{"dtype":"F32","shape":)") + shape + R"(,"data_offsets":[0,0]}})");
+    const int64_t before = cpu_bytes_in_use();
+    reset_cpu_bytes_peak();
+    try {
+      parse_safetensors("mem", f.data(), f.size());
+      ADD_FAILURE() << "accepted";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("needs more than the 0-byte data section"), std::string::npos) << e.what();
+    }
+    EXPECT_LT(cpu_bytes_peak() - before, 1 << 20) << "allocated what the header claimed";
+  }
+}
+
 TEST(Readers, TheDatasetChecksumSeesEveryByteAndWhereItIs) {
   Dataset d;
   d.train.pixels = {1, 2, 3};
