@@ -101,6 +101,21 @@ const std::vector<Shaping>& shaping_options() {
   return k;
 }
 
+// The data directory as the checkpoint stores it: absolute, and text that
+// JSON can hold (a Linux path may be any bytes; found when a run with such a
+// path trained an epoch and then failed to write its checkpoint).
+std::string stored_data_dir(const std::string& given) {
+  std::string dir = fs::absolute(given).lexically_normal().string();
+  try {
+    (void)json(dir).dump();
+  } catch (const json::type_error&) {
+    throw UsageError("--data " + json(given).dump(-1, ' ', true, json::error_handler_t::replace) +
+                     ": the path is not valid UTF-8, and a run stores it in its checkpoint; rename the "
+                     "directory or point --data at a link with a UTF-8 name");
+  }
+  return dir;
+}
+
 std::string identity_text(const DataIdentity& d) {
   char sum[16];
   std::snprintf(sum, sizeof sum, "%08x", d.checksum);
@@ -146,7 +161,7 @@ std::unique_ptr<TrainingRun> TrainingRun::open(const TrainOptions& opt) {
   if (fs::exists(run->checkpoint_path()) || fs::exists(run->dir_ / "metrics.jsonl"))
     throw Refused(run->dir_.string() + " already holds a run; continue it with: " + run->continue_command() +
                   " (or choose another --out)");
-  c.data_dir = fs::absolute(c.data_dir).lexically_normal().string();
+  c.data_dir = stored_data_dir(c.data_dir);
   fs::path d = fs::path(c.data_dir);
   c.dataset = (d.filename().empty() ? d.parent_path() : d).filename().string();
   run->load_data(false);
@@ -182,11 +197,11 @@ std::unique_ptr<TrainingRun> TrainingRun::resume(const TrainOptions& opt) {
   run->stored_epochs_ = ck.config.epochs;
   run->check_resume_options(ck);
   RunConfig& c = run->state_.config;
-  static_cast<RunState&>(run->state_) = static_cast<const RunState&>(ck);
+  run->state_ = static_cast<const RunState&>(ck);
   if (opt.given.count("epochs")) c.epochs = opt.config.epochs;
   if (opt.given.count("on-nonfinite")) c.on_nonfinite = opt.config.on_nonfinite;
   if (run->done()) return run;  // close() says so; nothing to load
-  if (opt.given.count("data")) c.data_dir = fs::absolute(opt.config.data_dir).lexically_normal().string();
+  if (opt.given.count("data")) c.data_dir = stored_data_dir(opt.config.data_dir);
   run->load_data(true);
   run->build(std::move(ck.model), &ck);
   // The checkpoint is the record: metrics.jsonl gets exactly its epochs, and
@@ -282,15 +297,16 @@ std::string TrainingRun::continue_command(const std::string& extra) const {
   return shell_quote(opt_.program) + " train --resume " + shell_quote(dir_.string()) + epochs + extra;
 }
 
-std::string TrainingRun::kept_checkpoint() const {
+std::string TrainingRun::kept_checkpoint(bool suggest_skip) const {
   if (checkpoint_at_.empty())
     return "no checkpoint was written yet (this is the run's first epoch): start again with a lower --lr";
-  return "the last good checkpoint " + checkpoint_path().string() + " (" + checkpoint_at_ +
-         ") is kept; continue past such steps with: " + continue_command(" --on-nonfinite skip");
+  std::string kept = "the last good checkpoint " + checkpoint_path().string() + " (" + checkpoint_at_ + ") is kept";
+  if (!suggest_skip || state_.config.on_nonfinite == NonFinitePolicy::Skip) return kept;
+  return kept + "; continue past such steps with: " + continue_command(" --on-nonfinite skip");
 }
 
-void TrainingRun::nonfinite(const std::string& where, const std::string& what) const {
-  throw NonFiniteError("training stopped at " + where + ": " + what + "; " + kept_checkpoint());
+void TrainingRun::nonfinite(const std::string& where, const std::string& what, bool suggest_skip) const {
+  throw NonFiniteError("training stopped at " + where + ": " + what + "; " + kept_checkpoint(suggest_skip));
 }
 
 bool TrainingRun::train_epoch() {
@@ -396,8 +412,8 @@ bool TrainingRun::train_epoch() {
   so.seconds = seconds_before + seconds_since(t0);
   if (p.step_in_epoch < steps_) return false;
   if (so.skipped == steps_)
-    nonfinite("epoch " + std::to_string(epoch + 1), "every one of its " + std::to_string(steps_) +
-                                                        " steps was skipped as non-finite");
+    nonfinite("epoch " + std::to_string(epoch + 1),
+              "every one of its " + std::to_string(steps_) + " steps was skipped as non-finite", false);
   return true;
 }
 
@@ -447,7 +463,8 @@ std::optional<EpochEval> TrainingRun::evaluate() {
     if (!std::isfinite(v))
       nonfinite("the end of epoch " + std::to_string(epoch),
                 "the test " + std::string(vae ? "ELBO" : "reconstruction loss") + " is " + nonfinite_name(v) +
-                    " (the model's outputs overflow)");
+                    " (the model's outputs overflow)",
+                false);
   return ev;
 }
 

@@ -56,8 +56,10 @@ class TrainingRun {
   void build(std::unique_ptr<Model> model, const Checkpoint* ck);
   void print_start(const char* verb);
   std::string continue_command(const std::string& extra = "") const;
-  std::string kept_checkpoint() const;  // what the guard's message says is left on disk
-  [[noreturn]] void nonfinite(const std::string& where, const std::string& what) const;
+  // What the guard's message says is left on disk, and how to go on (past
+  // non-finite steps with skip, when skipping can help).
+  std::string kept_checkpoint(bool suggest_skip) const;
+  [[noreturn]] void nonfinite(const std::string& where, const std::string& what, bool suggest_skip = true) const;
   std::filesystem::path checkpoint_path() const { return dir_ / kCheckpointName; }
 
   TrainOptions opt_;

@@ -99,6 +99,18 @@ TEST_F(AppRuns, ResumeTakesTheSameDatasetElsewhereOnly) {
   EXPECT_EQ(testing::checkpoint_metadata(run + "/checkpoint.safetensors", "config").at("data_dir"), moved);
 }
 
+// A data path the checkpoint cannot store (not UTF-8: Linux paths are bytes)
+// is refused before any work, not after an epoch.
+TEST_F(AppRuns, ADataPathTheCheckpointCannotHoldIsRefusedFirst) {
+  std::string odd = root_ + "/odd\xff" + "name";
+  fs::create_directories(odd);
+  for (const auto& e : fs::directory_iterator(data_)) fs::copy_file(e.path(), odd + "/" + e.path().filename().string());
+  RunResult r = run_cvae(train_args("'" + odd + "'", root_ + "/run", 1));
+  EXPECT_TRUE(refused_with(r, {"the path is not valid UTF-8", "see cvae train --help"}));
+  EXPECT_EQ(r.output.find("epoch 1"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(root_ + "/run"));
+}
+
 // --epochs with --resume is the new total; without it, the stored total.
 TEST_F(AppRuns, ResumeEpochsIsTheTotal) {
   std::string run = root_ + "/run";
