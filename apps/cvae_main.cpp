@@ -43,7 +43,7 @@ CLI::Validator integer_in(long long lo, long long hi) {
           return "must be an integer in " + range + ", got '" + s + "'";
         return "";
       },
-      "INT in " + range);
+      range);
 }
 
 // A finite number in [lo, hi] (or (lo, hi]).
@@ -61,7 +61,7 @@ CLI::Validator number_in(double lo, double hi, bool lo_open) {
           return "must be a finite number in " + range_text(lo, hi, lo_open) + ", got '" + s + "'";
         return "";
       },
-      "NUMBER in " + range_text(lo, hi, lo_open));
+      range_text(lo, hi, lo_open));
 }
 
 // A seed: any unsigned 64-bit integer, as digits.
@@ -72,7 +72,7 @@ const CLI::Validator kSeed(
         return "must be an integer in [0, 18446744073709551615], got '" + s + "'";
       return "";
     },
-    "UINT64");
+    "[0, 2^64-1]");
 
 struct Parsed {
   TrainOptions train;
