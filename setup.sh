@@ -4,7 +4,8 @@
 #   ./setup.sh test   install, build with warnings as errors with the CUDA kernels on the
 #                     emulator (CVAE_CUDA=EMULATE) and run every test, GPU suites included;
 #                     check that nvcc compiles and links the real CUDA build; then every
-#                     test again under AddressSanitizer + UBSan
+#                     test again under AddressSanitizer + UBSan; then each libFuzzer
+#                     target for CVAE_FUZZ_SECONDS (60) seconds, the targets side by side
 #   ./setup.sh deps   only install the Debian packages the build needs
 # CUDA kernels are compiled when nvcc is found (CVAE_CUDA=AUTO); no GPU is needed.
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")"
 PACKAGES=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
           zlib1g-dev libpng-dev libcli11-dev dataset-fashion-mnist libboost-context-dev
           libopenblas-openmp-dev)  # the last: only the GEMM benchmark's comparison
+PACKAGES+=(clang-14 libclang-rt-14-dev libomp-14-dev)  # the fuzz targets (libFuzzer, ASan, UBSan)
 JOBS=$(nproc)
 
 install_deps() {
@@ -63,8 +65,14 @@ case "${1:-}" in
     configure_and_build build-asan -DCVAE_WERROR=ON -DCVAE_CUDA=EMULATE -DCVAE_BUILD_BENCHMARKS=OFF \
       -DCVAE_SANITIZE=address,undefined
     CVAE_EMU_ORDER=reverse ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-      ctest --test-dir build-asan --output-on-failure -j "$JOBS" ;;
+      ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    echo "setup: fuzzing the readers (libFuzzer + ASan + UBSan, clang), ${CVAE_FUZZ_SECONDS:-60} s per target"
+    # Without -Werror: clang warns where gcc does not (e.g. fields only the CUDA build uses).
+    CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCVAE_FUZZ=ON \
+      -DCVAE_CUDA=OFF -DCVAE_BUILD_TESTS=OFF -DCVAE_BUILD_BENCHMARKS=OFF >/dev/null
+    cmake --build build-fuzz -j "$JOBS" --target fuzz_idx fuzz_safetensors fuzz_checkpoint_config
+    tests/fuzz/run_fuzzers.sh build-fuzz build-emu/cvae "${CVAE_FUZZ_SECONDS:-60}" ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,10p' "$0"
     exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "apps/run.h"
@@ -10,14 +11,14 @@
 namespace cvae::app {
 
 struct TrainOptions {
-  RunConfig config;
-  int epochs = 3;
-  std::string out_dir;         // empty: runs/<model> (new run) or the checkpoint's directory (resume)
-  std::string resume;          // a run directory or checkpoint file
+  RunConfig config;              // the command line's values (defaults where not given)
+  std::set<std::string> given;   // the options given on the command line, e.g. "lr", "data"
+  std::string out_dir;           // empty: runs/<model> (new run) or the resumed run's directory
+  std::string resume;            // a run directory (or its checkpoint.safetensors)
   std::string device = "auto";
-  int64_t log_every = 0;       // plain progress lines every N steps (0: ten per epoch)
-  int64_t limit_train = 0;     // use only the first N training images (0: all)
-  int64_t limit_test = 0;      // evaluate on the first N test images (0: all)
+  int64_t log_every = 0;         // plain progress lines every N steps (0: ten per epoch)
+  int64_t max_memory = 0;        // refuse runs estimated above this many bytes (0: what is available)
+  std::string program = "cvae";  // the program as invoked, for "continue with: ..." lines
 };
 int run_train(const TrainOptions& opt);
 
@@ -41,13 +42,14 @@ struct PictureOptions {
   int n = 0;             // images (sample, reconstruct), steps (interpolate), grid side (manifold)
   uint64_t seed = 0;
   int64_t from = 0, to = 1;  // test-image indices (interpolate)
+  bool force = false;        // replace an existing --out (never a checkpoint)
 };
 int run_sample(const PictureOptions& opt);
 int run_reconstruct(const PictureOptions& opt);
 int run_interpolate(const PictureOptions& opt);
 int run_manifold(const PictureOptions& opt);
 
-int run_export(const std::string& checkpoint, const std::string& out);
+int run_export(const std::string& checkpoint, const std::string& out, bool force);
 int run_info(const std::string& data_dir);
 
 }  // namespace cvae::app

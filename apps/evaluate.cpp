@@ -1,22 +1,25 @@
 // evaluate.cpp: `cvae eval`: test-set bounds on log p(x) for a checkpoint, in
 // nats per image: the ELBO by Monte Carlo and with the analytic KL, and the
 // importance-weighted bound (IWAE) with k samples. Autoencoders: the mean
-// reconstruction loss.
-#include <chrono>
+// reconstruction loss. Ctrl-C stops it between chunks; progress goes to
+// stderr so that stdout holds only the results.
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/failpoint.h"
 #include "apps/progress.h"
+#include "apps/signals.h"
 #include "engine/autograd.h"
+#include "engine/finite.h"
 #include "engine/device.h"
 #include "models/vae.h"
 
 namespace cvae::app {
 
 int run_eval(const EvalOptions& opt) {
-  if (opt.k_mc < 1) throw UsageError("--k-mc must be >= 1");
-  if (opt.k_iwae < 0) throw UsageError("--k must be >= 0");
+  StopOnSignal stop("after the current chunk of images (nothing is written)");
   Device device;
   try {
     device = resolve_device(opt.device, nullptr);
@@ -37,8 +40,16 @@ int run_eval(const EvalOptions& opt) {
   double recon = 0;
   std::vector<int64_t> idx(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) idx[static_cast<size_t>(i)] = i;
-  auto t0 = std::chrono::steady_clock::now();
-  for (int64_t b = 0; b < count; b += chunk) {
+  const int64_t chunks = (count + chunk - 1) / chunk;
+  ProgressBar bar("eval", chunks, 0, std::max<int64_t>(1, chunks / 10), stderr, vae ? "elbo" : "recon");
+  for (int64_t k = 0; k < chunks; ++k) {
+    if (stop_requested()) {  // the safe point: between chunks
+      bar.finish();
+      std::fprintf(stderr, "interrupted (%s): evaluated %lld of %lld images; nothing written\n", stop_signal_name(),
+                   static_cast<long long>(k * chunk), static_cast<long long>(count));
+      return stopped_exit_code();
+    }
+    const int64_t b = k * chunk;
     int n = static_cast<int>(std::min<int64_t>(chunk, count - b));
     // The same test binarization as training used (dynamic: one fixed draw).
     Tensor x = gather_batch(data.test, idx.data() + b, n, c.binarize,
@@ -52,11 +63,10 @@ int run_eval(const EvalOptions& opt) {
     } else {
       recon += ck.model->loss(x, rng, c.kl).item() * n;
     }
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "\reval: %lld/%lld images, %s elapsed", static_cast<long long>(b + n),
-                 static_cast<long long>(count), format_duration(secs).c_str());
+    failpoint("eval-chunk");
+    bar.update(k + 1, n, (vae ? sums.elbo_mc : recon) / double(b + n));
   }
-  std::fprintf(stderr, "\n");
+  bar.finish();
   double N = static_cast<double>(count);
   nlohmann::ordered_json out = {{"checkpoint", ck.path}, {"model", c.model.kind},
                                 {"epoch", ck.progress.epoch}, {"images", count}};
@@ -68,7 +78,12 @@ int run_eval(const EvalOptions& opt) {
   } else {
     lines.emplace_back(std::string("recon_loss_") + recon_name(c.model.recon), recon / N);
   }
-  for (auto& [name, v] : lines) out[name] = v;
+  for (auto& [name, v] : lines) {
+    if (!std::isfinite(v))
+      throw NonFiniteError(ck.path + ": " + name + " is " + nonfinite_name(v) + " over " + std::to_string(count) +
+                           " test images (the model's outputs overflow); no bound to report");
+    out[name] = v;
+  }
   if (opt.json) {
     std::printf("%s\n", out.dump().c_str());
   } else {

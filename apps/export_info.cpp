@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "apps/commands.h"
+#include "apps/output_file.h"
 #include "engine/safetensors.h"
 #include "kernels/kernels.h"
 #if defined(CVAE_HAVE_CUDA)
@@ -15,8 +16,10 @@
 
 namespace cvae::app {
 
-int run_export(const std::string& checkpoint, const std::string& out) {
-  Checkpoint ck = load_checkpoint(resolve_checkpoint(checkpoint));
+int run_export(const std::string& checkpoint, const std::string& out, bool force) {
+  const std::string path = resolve_checkpoint(checkpoint);
+  check_output_file(out, force, path);
+  Checkpoint ck = load_checkpoint(path);
   const RunConfig& c = ck.config;
   std::map<std::string, std::string> meta = {
       {"format", "cvae-export"},

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "apps/commands.h"
+#include "apps/output_file.h"
 #include "engine/autograd.h"
 #include "engine/png.h"
 
@@ -36,8 +37,12 @@ Tensor batch_slice(const Tensor& t, int64_t begin, int64_t n) {
   return out;
 }
 
+// The output is checked before any work: never a checkpoint, never an
+// existing file without --force.
 Checkpoint load_model(const PictureOptions& opt) {
-  return load_checkpoint(resolve_checkpoint(opt.checkpoint));
+  const std::string path = resolve_checkpoint(opt.checkpoint);
+  check_output_file(opt.out, opt.force, path);
+  return load_checkpoint(path);
 }
 
 // Test images idx as a batch, binarized as in training.

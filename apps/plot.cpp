@@ -1,6 +1,8 @@
 // plot.cpp: a dependency-free SVG line chart of the per-epoch test metric.
 #include "apps/plot.h"
 
+#include "apps/run_dir.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -22,7 +24,8 @@ void write_training_curve(const std::filesystem::path& metrics_jsonl,
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("epoch")) continue;
     if (!j.contains(metric)) metric = "test_recon_loss";
-    if (j.contains(metric)) pts.emplace_back(j["epoch"].get<double>(), j[metric].get<double>());
+    if (j.contains(metric) && j[metric].is_number() && j["epoch"].is_number())
+      pts.emplace_back(j["epoch"].get<double>(), j[metric].get<double>());
   }
   const double W = 640, H = 400, L = 70, R = 20, T = 40, Bm = 50;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
@@ -65,13 +68,7 @@ void write_training_curve(const std::filesystem::path& metrics_jsonl,
     for (const auto& [e, v] : pts) os << "<circle cx=\"" << px(e) << "\" cy=\"" << py(v) << "\" r=\"3\" fill=\"#1f77b4\"/>\n";
   }
   os << "</svg>\n";
-  std::string tmp = svg.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << os.str();
-    if (!out) throw std::runtime_error(svg.string() + ": cannot write");
-  }
-  std::filesystem::rename(tmp, svg);
+  write_file_atomic(svg, os.str());
 }
 
 }  // namespace cvae::app

@@ -6,8 +6,9 @@
 
 namespace cvae::app {
 
-// Reads every line of metrics_jsonl and writes the curve to svg. Throws
-// std::runtime_error naming the file if it cannot be read or written.
+// Reads every line of metrics_jsonl and writes the curve to svg (atomically).
+// Throws std::runtime_error naming the file if it cannot be read, WriteError
+// if the curve cannot be written.
 void write_training_curve(const std::filesystem::path& metrics_jsonl,
                           const std::filesystem::path& svg);
 

@@ -7,6 +7,13 @@ option(CVAE_WERROR "Treat compiler warnings as errors (CI turns this on)" OFF)
 # rest of the code, at the price of the CPUs that lack it.
 set(CVAE_MARCH "" CACHE STRING "Baseline -march for all code (e.g. x86-64-v3); empty: the compiler's default (x86-64)")
 set(CVAE_SANITIZE "" CACHE STRING "Sanitizers to build with: '' or 'address,undefined'")
+option(CVAE_FUZZ "Build the libFuzzer targets of tests/fuzz (clang; everything gets -fsanitize=fuzzer-no-link,address,undefined)" OFF)
+if(CVAE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "CVAE_FUZZ=ON needs clang (e.g. CXX=clang++-14), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  set(CVAE_SANITIZE "fuzzer-no-link,address,undefined")
+endif()
 set(CVAE_CUDA "AUTO" CACHE STRING "Build the CUDA kernels: AUTO (when nvcc is found), ON or OFF")
 set_property(CACHE CVAE_CUDA PROPERTY STRINGS AUTO ON OFF)
 

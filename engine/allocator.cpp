@@ -16,6 +16,7 @@ namespace cvae {
 namespace {
 
 std::atomic<int64_t> g_cpu_bytes{0};
+std::atomic<int64_t> g_cpu_peak{0};
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kCache = false;
@@ -34,11 +35,18 @@ constexpr bool kCache = true;
 constexpr size_t kCacheMin = 64 * 1024;
 constexpr size_t kMaxCached = size_t(2) << 30;
 
+// Raises the recorded peak of bytes handed out to `now` if above it.
+void note_in_use(int64_t now) {
+  int64_t peak = g_cpu_peak.load(std::memory_order_relaxed);
+  while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
 class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     const size_t size = rounded(bytes);
-    g_cpu_bytes += static_cast<int64_t>(bytes);
+    note_in_use(g_cpu_bytes += static_cast<int64_t>(bytes));
     if (cached(size)) {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.find(size);
@@ -106,5 +114,9 @@ Allocator* cpu_allocator() { return &the_allocator(); }
 int64_t cpu_bytes_in_use() { return g_cpu_bytes.load(); }
 
 void cpu_empty_cache() { the_allocator().release_cache(); }
+
+int64_t cpu_bytes_peak() { return g_cpu_peak.load(); }
+
+void reset_cpu_bytes_peak() { g_cpu_peak.store(g_cpu_bytes.load()); }
 
 }  // namespace cvae

@@ -22,6 +22,10 @@ Allocator* cpu_allocator();
 // Bytes currently handed out by the CPU allocator (for leak checks in tests); the cache
 // is not counted.
 int64_t cpu_bytes_in_use();
+// The most bytes held at once since the last reset (the app's memory estimate
+// measures a small training step with it).
+int64_t cpu_bytes_peak();
+void reset_cpu_bytes_peak();  // the peak restarts from what is held now
 
 // Returns the cached blocks to the system.
 void cpu_empty_cache();

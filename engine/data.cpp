@@ -47,35 +47,19 @@ struct FileCloser {
 };
 using File = std::unique_ptr<FILE, FileCloser>;
 
-// A byte source over a raw or gzip file. read() fills dst completely unless the
-// (decompressed) stream ends first, and returns the byte count; faults throw
-// FormatError naming the path.
+// A byte source over a raw or gzip file, or over bytes in memory (the fuzz
+// target's input). read() fills dst completely unless the (decompressed)
+// stream ends first, and returns the byte count; faults throw FormatError
+// naming the path.
 class ByteSource {
  public:
   explicit ByteSource(const std::string& path) : path_(path) {
-    errno = 0;
-    f_.reset(std::fopen(path.c_str(), "rb"));
-    if (!f_) {
-      const int e = errno;
-      if (e == ENOENT || e == ENOTDIR) throw DataNotFound(path + ": not found");
-      throw DataNotFound(path + ": cannot open: " + std::strerror(e));
-    }
-    struct stat st {};
-    if (::fstat(fileno(f_.get()), &st) == 0) {
-      if (S_ISDIR(st.st_mode)) throw DataNotFound(path + ": is a directory, not an IDX file");
-      if (S_ISREG(st.st_mode)) file_size_ = static_cast<int64_t>(st.st_size);
-    }
-    // Sniff the gzip magic (1f 8b); everything read so far is kept in in_.
-    in_.resize(kChunk);
-    in_len_ = raw_read(in_.data(), 2);
-    gzip_ = in_len_ == 2 && in_[0] == 0x1f && in_[1] == 0x8b;
-    if (gzip_) {
-      std::memset(&zs_, 0, sizeof zs_);
-      if (inflateInit2(&zs_, 15 + 16) != Z_OK) fail(path_, "cannot initialise zlib");
-      z_init_ = true;
-      zs_.next_in = in_.data();
-      zs_.avail_in = static_cast<uInt>(in_len_);
-    }
+    open_file();
+    start();
+  }
+  ByteSource(const std::string& name, const uint8_t* bytes, size_t size)
+      : path_(name), in_memory_(true), mem_(bytes), mem_size_(size), file_size_(static_cast<int64_t>(size)) {
+    start();
   }
   ~ByteSource() {
     if (z_init_) inflateEnd(&zs_);
@@ -92,7 +76,44 @@ class ByteSource {
  private:
   static constexpr size_t kChunk = size_t{1} << 20;
 
+  void open_file() {
+    const std::string& path = path_;
+    errno = 0;
+    f_.reset(std::fopen(path.c_str(), "rb"));
+    if (!f_) {
+      const int e = errno;
+      if (e == ENOENT || e == ENOTDIR) throw DataNotFound(path + ": not found");
+      throw DataNotFound(path + ": cannot open: " + std::strerror(e));
+    }
+    struct stat st {};
+    if (::fstat(fileno(f_.get()), &st) == 0) {
+      if (S_ISDIR(st.st_mode)) throw DataNotFound(path + ": is a directory, not an IDX file");
+      if (S_ISREG(st.st_mode)) file_size_ = static_cast<int64_t>(st.st_size);
+    }
+  }
+
+  void start() {
+    // Sniff the gzip magic (1f 8b); everything read so far is kept in in_
+    // (bytes in memory need no more buffer than they are).
+    in_.resize(in_memory_ ? std::max<size_t>(2, std::min(kChunk, mem_size_)) : kChunk);
+    in_len_ = raw_read(in_.data(), 2);
+    gzip_ = in_len_ == 2 && in_[0] == 0x1f && in_[1] == 0x8b;
+    if (gzip_) {
+      std::memset(&zs_, 0, sizeof zs_);
+      if (inflateInit2(&zs_, 15 + 16) != Z_OK) fail(path_, "cannot initialise zlib");
+      z_init_ = true;
+      zs_.next_in = in_.data();
+      zs_.avail_in = static_cast<uInt>(in_len_);
+    }
+  }
+
   size_t raw_read(uint8_t* dst, size_t n) {
+    if (in_memory_) {
+      size_t got = std::min(n, mem_size_ - mem_pos_);
+      if (got > 0) std::memcpy(dst, mem_ + mem_pos_, got);
+      mem_pos_ += got;
+      return got;
+    }
     size_t got = std::fread(dst, 1, n, f_.get());
     if (got < n && std::ferror(f_.get())) fail(path_, std::string("read error: ") + std::strerror(errno));
     return got;
@@ -110,7 +131,7 @@ class ByteSource {
     size_t got = 0;
     while (got < n && !done_) {
       if (zs_.avail_in == 0) {
-        in_len_ = raw_read(in_.data(), kChunk);
+        in_len_ = raw_read(in_.data(), in_.size());
         zs_.next_in = in_.data();
         zs_.avail_in = static_cast<uInt>(in_len_);
         if (in_len_ == 0) {
@@ -131,7 +152,7 @@ class ByteSource {
         // Another gzip member may follow (concatenated .gz files are valid);
         // anything else after the stream is garbage.
         if (zs_.avail_in == 0) {
-          in_len_ = raw_read(in_.data(), kChunk);
+          in_len_ = raw_read(in_.data(), in_.size());
           zs_.next_in = in_.data();
           zs_.avail_in = static_cast<uInt>(in_len_);
         }
@@ -154,6 +175,9 @@ class ByteSource {
 
   std::string path_;
   File f_;
+  bool in_memory_ = false;  // read mem_ instead of f_
+  const uint8_t* mem_ = nullptr;
+  size_t mem_size_ = 0, mem_pos_ = 0;
   int64_t file_size_ = -1;
   bool gzip_ = false;
   bool z_init_ = false;
@@ -166,11 +190,10 @@ class ByteSource {
 
 // Reads the header (magic + ndims big-endian sizes), checks it, and reads the
 // payload of prod(dims) bytes into out, insisting that nothing follows it.
-std::vector<uint32_t> read_idx(const std::string& path, uint32_t magic, const char* what,
-                               std::vector<uint8_t>& out) {
+std::vector<uint32_t> read_idx(ByteSource& src, const std::string& path, uint32_t magic,
+                               const char* what, std::vector<uint8_t>& out) {
   const int ndims = static_cast<int>(magic & 0xff);
   const std::string data_name = ndims == 1 ? "label data" : "pixel data";
-  ByteSource src(path);
   const size_t header_bytes = 4 + 4 * static_cast<size_t>(ndims);
   uint8_t header[16];
   const size_t got_header = src.read(header, header_bytes);
@@ -265,21 +288,61 @@ std::string find_file(const std::string& dir, const std::string& base) {
   throw DataNotFound(plain + ".gz: not found (nor " + base + ")");
 }
 
-}  // namespace
 
-IdxImages read_idx_images(const std::string& path) {
+IdxImages images_from(ByteSource& src, const std::string& path) {
   IdxImages im;
-  const std::vector<uint32_t> dims = read_idx(path, kMagicImages, "images", im.pixels);
+  const std::vector<uint32_t> dims = read_idx(src, path, kMagicImages, "images", im.pixels);
   im.count = dims[0];
   im.rows = static_cast<int>(dims[1]);
   im.cols = static_cast<int>(dims[2]);
   return im;
 }
 
-std::vector<uint8_t> read_idx_labels(const std::string& path) {
+std::vector<uint8_t> labels_from(ByteSource& src, const std::string& path) {
   std::vector<uint8_t> labels;
-  read_idx(path, kMagicLabels, "labels", labels);
+  read_idx(src, path, kMagicLabels, "labels", labels);
   return labels;
+}
+
+}  // namespace
+
+IdxImages read_idx_images(const std::string& path) {
+  ByteSource src(path);
+  return images_from(src, path);
+}
+
+std::vector<uint8_t> read_idx_labels(const std::string& path) {
+  ByteSource src(path);
+  return labels_from(src, path);
+}
+
+IdxImages parse_idx_images(const std::string& name, const uint8_t* bytes, size_t size) {
+  ByteSource src(name, bytes, size);
+  return images_from(src, name);
+}
+
+std::vector<uint8_t> parse_idx_labels(const std::string& name, const uint8_t* bytes, size_t size) {
+  ByteSource src(name, bytes, size);
+  return labels_from(src, name);
+}
+
+uint32_t dataset_checksum(const Dataset& d) {
+  // CRC-32 (zlib) over the four arrays in a fixed order, each preceded by its
+  // size, so that moving bytes between the arrays changes the sum.
+  uLong crc = crc32(0L, Z_NULL, 0);
+  auto add = [&](const std::vector<uint8_t>& v) {
+    const uint64_t n = v.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+    crc = crc32(crc, len, 8);
+    for (size_t at = 0; at < v.size(); at += size_t{1} << 30)  // crc32 takes a uInt length
+      crc = crc32(crc, v.data() + at, static_cast<uInt>(std::min(v.size() - at, size_t{1} << 30)));
+  };
+  add(d.train.pixels);
+  add(d.train_labels);
+  add(d.test.pixels);
+  add(d.test_labels);
+  return static_cast<uint32_t>(crc);
 }
 
 std::string default_data_dir() { return "/usr/share/datasets/fashion-mnist"; }

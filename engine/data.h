@@ -31,6 +31,9 @@ struct IdxImages {
 // corrupt gzip stream.
 IdxImages read_idx_images(const std::string& path);
 std::vector<uint8_t> read_idx_labels(const std::string& path);
+// The same over bytes in memory (raw or gzip); `name` stands for the path in errors.
+IdxImages parse_idx_images(const std::string& name, const uint8_t* bytes, size_t size);
+std::vector<uint8_t> parse_idx_labels(const std::string& name, const uint8_t* bytes, size_t size);
 
 struct Dataset {
   std::string dir;
@@ -44,6 +47,9 @@ std::string default_data_dir();
 // DataNotFound when the directory or a file is missing, FormatError when one
 // is malformed, and FormatError when images and labels disagree in count.
 Dataset load_dataset(const std::string& dir);
+// A CRC-32 of every image and label byte (train, then test): a resumed run
+// checks that --data holds the dataset it was trained on.
+uint32_t dataset_checksum(const Dataset& d);
 
 enum class Binarize { Threshold, Dynamic, None };
 // "threshold" (the tutorial's pixel/255 >= 0.5), "dynamic" (Bernoulli(pixel/255)

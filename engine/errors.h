@@ -1,5 +1,6 @@
 // errors.h: the exceptions the engine throws for bad input from outside (files
-// and data). The app turns them into one-line messages and exit code 2.
+// and data) and for files it cannot write. The app turns them into one-line
+// messages and exit code 2.
 #pragma once
 
 #include <stdexcept>
@@ -14,6 +15,13 @@ class FormatError : public std::runtime_error {
 
 // A dataset directory or file that is not there.
 class DataNotFound : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A file that could not be written (no space, no permission, a size limit):
+// "PATH: fault". What was at PATH before is untouched (writes are atomic).
+class WriteError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

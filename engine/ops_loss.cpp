@@ -53,7 +53,10 @@ Tensor log_normal_pdf(const Tensor& x, const Tensor& mean, const Tensor& logvar)
   detail::check_same_kind(op, {&x, &mean, &logvar});
   if (mean.defined()) detail::check_same_shape(op, x, mean);
   if (logvar.defined()) detail::check_same_shape(op, x, logvar);
-  auto [N, D] = rows(x, op);
+  // Plain variables, not a structured binding: CVAE_RUN_KERNEL's lambda uses
+  // them, and capturing bindings is C++20 (clang rejects it in C++17).
+  const auto nd = rows(x, op);
+  const auto N = nd.first, D = nd.second;
   Tensor y = Tensor::empty({N}, x.dtype(), x.device());
   CVAE_RUN_KERNEL(x, log_normal_pdf_fwd, N, D, x.data<T>(), ptr_or_null<T>(mean),
                   ptr_or_null<T>(logvar), y.data<T>());
@@ -71,7 +74,8 @@ Tensor kl_normal(const Tensor& mean, const Tensor& logvar) {
   const char* op = "kl_normal";
   detail::check_same_kind(op, {&mean, &logvar});
   detail::check_same_shape(op, mean, logvar);
-  auto [N, D] = rows(mean, op);
+  const auto nd = rows(mean, op);  // not a structured binding: see log_normal_pdf
+  const auto N = nd.first, D = nd.second;
   Tensor y = Tensor::empty({N}, mean.dtype(), mean.device());
   CVAE_RUN_KERNEL(mean, kl_normal_fwd, N, D, mean.data<T>(), logvar.data<T>(), y.data<T>());
   return attach(y, {mean, logvar}, [mean, logvar, N = N, D = D](const Tensor& dy) -> std::vector<Tensor> {

@@ -114,7 +114,8 @@ NamedTensors Adam::state() const {
 }
 
 void SGD::step() {
-  for (auto& [name, p] : params_) {
+  for (auto& named : params_) {
+    Tensor& p = named.second;  // not a structured binding: the kernel lambda uses it (C++20 to capture)
     Tensor g = p.grad();
     if (!g.defined()) continue;
     CVAE_RUN_KERNEL(p, sgd_step, p.numel(), p.data<T>(), g.data<T>(), lr_);

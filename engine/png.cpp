@@ -1,7 +1,10 @@
 // png.cpp: 8-bit grayscale PNG writing through libpng, atomic (a temporary
 // file beside the target, then rename), and the image-grid layout used for
-// sample sheets. Failures throw std::runtime_error("PATH: reason").
+// sample sheets. Bad arguments throw std::runtime_error("PATH: reason"), failed
+// writes WriteError (errors.h).
 #include "engine/png.h"
+
+#include "engine/errors.h"
 
 #include <fcntl.h>
 #include <png.h>
@@ -100,13 +103,13 @@ void write_png_gray(const std::string& path, const float* pixels, int height, in
     if (fd < 0 && errno != EEXIST) break;
   }
   if (fd < 0)
-    throw std::runtime_error(path + ": cannot create a temporary file: " + std::strerror(errno));
+    throw WriteError(path + ": cannot create a temporary file: " + std::strerror(errno));
   FILE* f = ::fdopen(fd, "wb");
   if (!f) {
     const int e = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": cannot write: " + std::strerror(e));
+    throw WriteError(path + ": cannot write: " + std::strerror(e));
   }
   PngError err{};
   bool ok = write_rows(f, rows.data(), height, width, &err);
@@ -129,7 +132,7 @@ void write_png_gray(const std::string& path, const float* pixels, int height, in
   }
   if (!ok) {
     ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": " + reason);
+    throw WriteError(path + ": " + reason);
   }
 }
 

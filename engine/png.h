@@ -11,7 +11,7 @@ namespace cvae {
 // Writes pixels [height, width] (values in [0,1], clamped; NaN -> 0) as an
 // 8-bit grayscale PNG, byte = round(v * 255), atomically (a temporary file
 // beside path, then rename; no temporary is left behind on failure). Throws
-// std::runtime_error("PATH: reason") on failure.
+// WriteError("PATH: reason") when the file cannot be written.
 void write_png_gray(const std::string& path, const float* pixels, int height, int width);
 
 // Lays images [N,1,H,W] (float32 in [0,1]) out as a rows x cols grid, row-major,

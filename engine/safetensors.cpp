@@ -48,10 +48,17 @@ Tensor parse_entry(const std::string& path, const std::string& name, const json&
   else fail(path, "tensor '" + name + "' has unsupported dtype " + dt.dump());
   Shape shape;
   if (!e["shape"].is_array()) fail(path, "tensor '" + name + "' has a non-array shape");
+  // The byte count is worked out before anything is allocated, without
+  // overflow: a header may claim any shape, the file holds what it holds.
+  uint64_t bytes = dtype_size(dtype);
+  bool too_big = false;
   for (const json& d : e["shape"]) {
     if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 31))
       fail(path, "tensor '" + name + "' has a bad dimension " + d.dump());
-    shape.push_back(d.get<int64_t>());
+    const uint64_t n = d.get<uint64_t>();
+    shape.push_back(static_cast<int64_t>(n));
+    if (n != 0 && bytes > data_size / n) too_big = true;  // more than the data section: refused below
+    else bytes *= n;
   }
   const json& off = e["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
@@ -62,10 +69,11 @@ Tensor parse_entry(const std::string& path, const std::string& name, const json&
     fail(path, "tensor '" + name + "' has offsets [" + std::to_string(begin) + "," +
                    std::to_string(end) + ") outside the " + std::to_string(data_size) +
                    "-byte data section (truncated file?)");
-  Tensor t = Tensor::empty(shape, dtype);
-  if (end - begin != t.nbytes())
+  if (too_big || end - begin != bytes)
     fail(path, "tensor '" + name + "' holds " + std::to_string(end - begin) + " bytes, shape " +
-                   shape_str(shape) + " needs " + std::to_string(t.nbytes()));
+                   shape_str(shape) + " needs " +
+                   (too_big ? "more than the " + std::to_string(data_size) + "-byte data section" : std::to_string(bytes)));
+  Tensor t = Tensor::empty(shape, dtype);
   std::memcpy(t.raw(), data + begin, t.nbytes());  // little-endian host assumed (x86, arm64)
   return t;
 }
@@ -80,16 +88,19 @@ const Tensor& SafeTensors::at(const std::string& name) const {
 
 SafeTensors load_safetensors(const std::string& path) {
   std::vector<char> bytes = read_all(path);
-  if (bytes.size() < 8) fail(path, "too short for a safetensors header (" + std::to_string(bytes.size()) + " bytes)");
-  uint64_t header_len = read_u64_le(bytes.data());
-  if (header_len > bytes.size() - 8)
+  return parse_safetensors(path, bytes.data(), bytes.size());
+}
+
+SafeTensors parse_safetensors(const std::string& path, const char* bytes, size_t size) {
+  if (size < 8) fail(path, "too short for a safetensors header (" + std::to_string(size) + " bytes)");
+  uint64_t header_len = read_u64_le(bytes);
+  if (header_len > size - 8)
     fail(path, "header length " + std::to_string(header_len) + " exceeds the file size " +
-                   std::to_string(bytes.size()));
-  json header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_len),
-                            nullptr, /*allow_exceptions=*/false);
+                   std::to_string(size));
+  json header = json::parse(bytes + 8, bytes + 8 + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) fail(path, "header is not a JSON object");
-  const char* data = bytes.data() + 8 + header_len;
-  uint64_t data_size = bytes.size() - 8 - header_len;
+  const char* data = bytes + 8 + header_len;
+  uint64_t data_size = size - 8 - header_len;
   SafeTensors out;
   // Order tensors by their offsets: the file order, stable across writers.
   std::vector<std::pair<uint64_t, std::string>> order;
@@ -137,7 +148,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   h.append((8 - h.size() % 8) % 8, ' ');  // pad so the data section is 8-byte aligned
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw std::runtime_error(tmp + ": cannot create (" + std::strerror(errno) + ")");
+  if (fd < 0) throw WriteError(path + ": cannot create a temporary file beside it (" + std::strerror(errno) + ")");
   auto write_all = [&](const void* p, size_t n) {
     const char* c = static_cast<const char*>(p);
     while (n > 0) {
@@ -147,7 +158,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
         std::string err = std::strerror(errno);
         ::close(fd);
         ::unlink(tmp.c_str());
-        throw std::runtime_error(path + ": write failed (" + err + ")");
+        throw WriteError(path + ": write failed (" + err + ")");
       }
       c += w;
       n -= static_cast<size_t>(w);
@@ -163,12 +174,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": fsync/close failed (" + std::strerror(errno) + ")");
+    throw WriteError(path + ": fsync/close failed (" + std::strerror(errno) + ")");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::string err = std::strerror(errno);
     ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": rename failed (" + err + ")");
+    throw WriteError(path + ": rename failed (" + err + ")");
   }
 }
 

@@ -21,9 +21,11 @@ struct SafeTensors {
 // Throws FormatError on any fault (bad header length, bad JSON, unknown dtype,
 // offsets outside the file or overlapping, truncation).
 SafeTensors load_safetensors(const std::string& path);
+// The same checks over bytes already in memory; `path` names them in errors.
+SafeTensors parse_safetensors(const std::string& path, const char* bytes, size_t size);
 
 // Writes atomically: a temporary file beside `path`, fsync, rename. A failure
-// leaves what was at `path` untouched.
+// throws WriteError and leaves what was at `path` untouched.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

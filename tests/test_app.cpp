@@ -1,7 +1,10 @@
 // test_app.cpp: the `cvae` program end to end on a small synthetic dataset:
 // every subcommand's outputs are real (PNG sizes, JSON metrics, safetensors
-// names), resume repeats an uninterrupted run bitwise, and bad input gets
-// exit code 2 with a message naming the file and the fault.
+// names), resume repeats an uninterrupted run bitwise, bad input gets exit
+// code 2 with one line naming the file and the fault (a usage error one more
+// line: the --help to read), every numeric option is checked against its
+// range, progress lines are plain off a terminal, and README's exit codes are
+// the program's. (Runs, signals, non-finite values: test_app_*.cpp.)
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,8 +12,10 @@
 #include <map>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
+#include "apps/errors.h"
 #include "engine/device.h"
 #include "engine/safetensors.h"
 #include "support/app_runner.h"
@@ -27,21 +32,20 @@ using testing::RunResult;
 using testing::write_text;
 namespace fs = std::filesystem;
 
-// Small runs: 96 training images, 40 test images, batch 16, latent 2.
+// Small runs: 48 training images, 40 test images, batch 16 (3 steps an epoch), latent 2.
 class App : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = fresh_dir("suite");
     data_ = root_ + "/data";
-    testing::write_synthetic_dataset(data_, 96, 40, 7);
+    testing::write_synthetic_dataset(data_, 48, 40, 7);
     run_ = root_ + "/run";
     RunResult r = run_cvae(train_args(run_, 2));
     ASSERT_EQ(r.code, 0) << r.output;
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   static std::string train_args(const std::string& out, int epochs, const std::string& extra = "") {
-    return "train --data " + data_ + " --out " + out + " --epochs " + std::to_string(epochs) +
-           " --batch-size 16 --lr 1e-3 --seed 3 " + extra;
+    return testing::train_args(data_, out, epochs, extra);
   }
   static std::string checkpoint() { return run_ + "/checkpoint.safetensors"; }
   static std::string root_, data_, run_;
@@ -62,7 +66,8 @@ TEST_F(App, TrainWritesMetricsImagesCheckpointAndCurve) {
   while (std::getline(lines, line)) {
     auto j = nlohmann::json::parse(line);  // throws (fails) if not JSON
     EXPECT_EQ(j.at("epoch").get<int>(), ++epoch);
-    EXPECT_EQ(j.at("step").get<int>(), 6 * epoch);  // 96 / 16 steps per epoch
+    EXPECT_EQ(j.at("step").get<int>(), 3 * epoch);  // 48 / 16 steps per epoch
+    EXPECT_EQ(j.at("skipped_steps").get<int>(), 0);
     double elbo = j.at("test_elbo").get<double>();
     EXPECT_LT(elbo, 0);
     EXPECT_GT(elbo, -1000);
@@ -97,35 +102,11 @@ TEST_F(App, ResumeRepeatsAnUninterruptedRunBitwise) {
   EXPECT_EQ(straight.metadata.at("step"), resumed.metadata.at("step"));
 }
 
-// Ctrl-C mid-epoch: the step finishes, a checkpoint is written, exit 130; the
-// resumed run ends bitwise where an uninterrupted one does.
-TEST_F(App, InterruptedRunResumesBitwise) {
-  std::string data = root_ + "/bigger";
-  testing::write_synthetic_dataset(data, 3000, 20, 9);
-  std::string args = "--data " + data + " --epochs 1 --batch-size 8 --lr 1e-3 --seed 4 --log-every 1000";
-  std::string straight = root_ + "/straight", cut = root_ + "/cut";
-  ASSERT_EQ(run_cvae("train " + args + " --out " + straight).code, 0);
-  // Start in the background, interrupt after a moment, wait for the exit code.
-  std::string cmd = "sh -c '" + std::string(CVAE_BINARY) + " train " + args + " --out " + cut +
-                    " & pid=$!; sleep 0.8; kill -INT $pid; wait $pid; echo exit=$?' 2>&1";
-  testing::RunResult r = testing::run_shell(cmd);
-  ASSERT_NE(r.output.find("interrupted: checkpoint saved"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("exit=130"), std::string::npos) << r.output;
-  SafeTensors mid = load_safetensors(cut + "/checkpoint.safetensors");
-  EXPECT_EQ(mid.metadata.at("epoch"), "0");
-  RunResult resumed = run_cvae("train --resume " + cut + " --epochs 1");
-  ASSERT_EQ(resumed.code, 0) << resumed.output;
-  SafeTensors a = load_safetensors(straight + "/checkpoint.safetensors");
-  SafeTensors b = load_safetensors(cut + "/checkpoint.safetensors");
-  for (const auto& [name, t] : a.tensors)
-    EXPECT_EQ(std::memcmp(t.raw(), b.at(name).raw(), t.nbytes()), 0) << name << " differs";
-}
-
 TEST_F(App, ANewRunRefusesToOverwriteAnExistingOne) {
   std::string before = read_text(checkpoint());
   RunResult r = run_cvae(train_args(run_, 1));
   EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_NE(r.output.find("already holds a run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("already holds a run; continue it with: "), std::string::npos) << r.output;
   EXPECT_EQ(read_text(checkpoint()), before);
 }
 
@@ -181,7 +162,7 @@ TEST_F(App, ExportHasPyTorchNamesAndLayouts) {
 TEST_F(App, InfoAndHelp) {
   RunResult r = run_cvae("info --data " + data_);
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("96 train, 40 test"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("48 train, 40 test"), std::string::npos) << r.output;
   for (const char* sub : {"train", "eval", "sample", "reconstruct", "interpolate", "manifold", "export", "info"}) {
     RunResult h = run_cvae(std::string(sub) + " --help");
     EXPECT_EQ(h.code, 0) << sub;
@@ -196,19 +177,104 @@ void expect_refused(const RunResult& r, std::initializer_list<std::string> words
   for (const std::string& w : words) EXPECT_NE(r.output.find(w), std::string::npos) << "no '" << w << "' in: " << r.output;
 }
 
-TEST_F(App, BadArgumentsPrintUsage) {
-  expect_refused(run_cvae(""), {"Usage"});
-  expect_refused(run_cvae("train --epochs -3"), {"--epochs", "Usage"});
-  expect_refused(run_cvae("train --model resnet"), {"--model", "Usage"});
-  expect_refused(run_cvae("frobnicate"), {"frobnicate"});
-  expect_refused(run_cvae("eval"), {"--checkpoint"});
+// A usage error is one line naming the fault, then the --help to read.
+void expect_usage_error(const std::string& args, const std::string& sub, std::initializer_list<std::string> words) {
+  SCOPED_TRACE(args);
+  RunResult r = run_cvae(args);
+  expect_refused(r, words);
+  std::vector<std::string> lines = testing::lines_of(r.output);
+  ASSERT_EQ(lines.size(), 2u) << r.output;
+  EXPECT_EQ(lines[0].rfind("cvae: ", 0), 0u) << r.output;
+  EXPECT_EQ(lines[1], "see cvae" + (sub.empty() ? "" : " " + sub) + " --help");
+}
+
+TEST_F(App, UsageErrorsAreOneLineAndTheHelpToRead) {
+  expect_usage_error("", "", {"subcommand"});
+  expect_usage_error("frobnicate", "", {"frobnicate"});
+  expect_usage_error("train --model resnet", "train", {"--model", "resnet"});
+  expect_usage_error("train --bogus", "train", {"--bogus"});
+  expect_usage_error("eval", "eval", {"--checkpoint"});
+  expect_usage_error("export --checkpoint " + run_, "export", {"--out"});
+}
+
+// Every numeric option: finite, in its range, the range in the message;
+// nothing is created for a refused command line.
+TEST_F(App, NumericOptionsAreCheckedAgainstTheirRanges) {
+  std::string out = root_ + "/never";
+  struct Case {
+    std::string args, option, range;
+  };
+  std::vector<Case> cases = {
+      {"train --lr nan", "--lr", "(0, 1]"},          {"train --lr inf", "--lr", "(0, 1]"},
+      {"train --lr 0", "--lr", "(0, 1]"},            {"train --lr 1.5", "--lr", "(0, 1]"},
+      {"train --lr -1e-3", "--lr", "(0, 1]"},        {"train --lr 1e-3x", "--lr", "(0, 1]"},
+      {"train --epochs 0", "--epochs", "[1, 100000]"}, {"train --epochs 1e3", "--epochs", "[1, 100000]"},
+      {"train --epochs -3", "--epochs", "[1, 100000]"}, {"train --batch-size 0", "--batch-size", "[1, 1000000]"},
+      {"train --latent-dim 5000", "--latent-dim", "[1, 4096]"}, {"train --seed -1", "--seed", "[0, 18446744073709551615]"},
+      {"train --seed 18446744073709551616", "--seed", "[0, 18446744073709551615]"},
+      {"train --limit-train -1", "--limit-train", "[0, 100000000]"},
+      {"train --limit-test 2.5", "--limit-test", "[0, 100000000]"},
+      {"train --log-every -2", "--log-every", "[0, 1000000000]"},
+      {"train --max-memory lots", "--max-memory", "800M"},
+      {"eval --checkpoint " + run_ + " --k -1", "--k", "[0, 100000]"},
+      {"eval --checkpoint " + run_ + " --k-mc 0", "--k-mc", "[1, 10000]"},
+      {"eval --checkpoint " + run_ + " --limit nan", "--limit", "[0, 100000000]"},
+      {"sample --checkpoint " + run_ + " --n 0", "--n", "[1, 10000]"},
+      {"interpolate --checkpoint " + run_ + " --steps 1", "--steps", "[2, 1000]"},
+  };
+  for (const Case& c : cases) {
+    std::string sub = c.args.substr(0, c.args.find(' '));
+    std::string args = c.args + (sub == "train" ? " --out " + out : sub == "eval" ? "" : " --out " + out + ".png");
+    expect_usage_error(args, sub, {c.option, c.range});
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".png"));
+}
+
+// README's table of exit codes (section "Exit codes") is the program's list.
+TEST_F(App, ReadmeExitCodesAreTheProgramsOwn) {
+  std::string readme = read_text(std::string(CVAE_SOURCE_DIR) + "/README.md");
+  size_t at = readme.find("## Exit codes");
+  ASSERT_NE(at, std::string::npos) << "README.md has no '## Exit codes' section";
+  std::set<int> documented;
+  std::istringstream in(readme.substr(at));
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line) && line.rfind("## ", 0) != 0) {
+    int code = 0;
+    if (std::sscanf(line.c_str(), "| %d |", &code) == 1) documented.insert(code);
+  }
+  std::set<int> program;
+  for (const app::ExitCodeDoc& d : app::kExitCodes) program.insert(d.code);
+  EXPECT_EQ(documented, program);
+}
+
+// Off a terminal, progress is plain lines with an ETA (no carriage returns in
+// logs); on one (a pseudo-terminal from script(1)) it is redrawn in place.
+TEST_F(App, ProgressIsPlainLinesOffATerminalAndRedrawnOnOne) {
+  RunResult t = run_cvae(train_args(root_ + "/plain", 1, "--log-every 1"));
+  ASSERT_EQ(t.code, 0) << t.output;
+  RunResult e = run_cvae("eval --checkpoint " + run_ + " --k 0 --batch-size 10");
+  ASSERT_EQ(e.code, 0) << e.output;
+  for (const RunResult* r : {&t, &e}) {
+    EXPECT_EQ(r->output.find('\r'), std::string::npos) << r->output;
+    EXPECT_NE(r->output.find("ETA "), std::string::npos) << r->output;
+  }
+  EXPECT_NE(t.output.find("epoch 1/1 step 2/3"), std::string::npos) << t.output;
+  EXPECT_NE(e.output.find("eval step 3/4"), std::string::npos) << e.output;
+  RunResult tty = testing::run_shell("script -qec \"" + std::string(CVAE_BINARY) + " eval --checkpoint " + run_ +
+                                     " --k 0 --batch-size 10\" /dev/null");
+  ASSERT_EQ(tty.code, 0) << tty.output;
+  EXPECT_NE(tty.output.find("\reval ["), std::string::npos) << tty.output;
+  EXPECT_NE(tty.output.find("ETA "), std::string::npos) << tty.output;
 }
 
 TEST_F(App, MissingDatasetNamesBothFixes) {
   std::string out = root_ + "/nodata";
-  expect_refused(run_cvae("train --data " + root_ + "/no-such-dir --out " + out),
-                 {"no-such-dir", "dataset-fashion-mnist", "--data"});
-  EXPECT_FALSE(fs::exists(out + "/checkpoint.safetensors"));
+  RunResult r = run_cvae("train --data " + root_ + "/no-such-dir --out " + out);
+  expect_refused(r, {"no-such-dir", "dataset-fashion-mnist", "--data"});
+  EXPECT_EQ(testing::lines_of(r.output).size(), 1u) << r.output;
+  EXPECT_FALSE(fs::exists(out)) << "a refused new run leaves no directory";
 }
 
 TEST_F(App, MalformedIdxFilesAreNamed) {
@@ -262,12 +328,16 @@ TEST_F(App, MalformedCheckpointsAreNamed) {
       {"truncated", good.substr(0, good.size() - 1000), "outside"},
       {"shape", with_header(replace(header, "\"shape\":[4,2304]", "\"shape\":[2,4608]")), "shape"},
       {"offsets", with_header(replace(header, "\"data_offsets\":[0,", "\"data_offsets\":[99999999,")), "offsets"},
+      {"lr", with_header(replace(header, "\\\"lr\\\":0.001", "\\\"lr\\\":2.001")), "'lr' is 2.001, outside (0, 1]"},
   };
+  ASSERT_NE(header.find("\\\"lr\\\":0.001"), std::string::npos) << header;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     std::string path = root_ + "/bad_" + std::string(c.name) + ".safetensors";
     write_text(path, c.bytes);
-    expect_refused(run_cvae("eval --checkpoint " + path + " --k 0"), {path, c.fault});
+    RunResult r = run_cvae("eval --checkpoint " + path + " --k 0");
+    expect_refused(r, {path, c.fault});
+    EXPECT_EQ(testing::lines_of(r.output).size(), 1u) << r.output;
     expect_refused(run_cvae("export --checkpoint " + path + " --out " + root_ + "/x.safetensors"), {path});
   }
   EXPECT_FALSE(fs::exists(root_ + "/x.safetensors"));

@@ -1,10 +1,16 @@
 // app_runner.cpp: process spawning and test files for the app tests.
 #include "support/app_runner.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <sstream>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,12 +18,17 @@
 #include <stdexcept>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "engine/safetensors.h"
 
 namespace cvae::testing {
 
 RunResult run_cvae(const std::string& args) {
   return run_shell(std::string(CVAE_BINARY) + " " + args + " </dev/null");
+}
+
+std::string train_args(const std::string& data, const std::string& out, int epochs, const std::string& extra) {
+  return "train --data " + data + " --out " + out + " --epochs " + std::to_string(epochs) +
+         " --batch-size 16 --lr 1e-3 --seed 3 " + extra;
 }
 
 RunResult run_shell(const std::string& command) {
@@ -31,6 +42,26 @@ RunResult run_shell(const std::string& command) {
   int status = ::pclose(pipe);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+void SmallRunTest::SetUp() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  root_ = fresh_dir(std::string(info->test_suite_name()) + "_" + info->name());
+  data_ = root_ + "/data";
+  write_synthetic_dataset(data_, 48, 20, 7);
+}
+
+void SmallRunTest::TearDown() { std::filesystem::remove_all(root_); }
+
+::testing::AssertionResult has_all(const std::string& output, std::initializer_list<std::string> words) {
+  for (const std::string& w : words)
+    if (output.find(w) == std::string::npos) return ::testing::AssertionFailure() << "no '" << w << "' in: " << output;
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult refused_with(const RunResult& r, std::initializer_list<std::string> words) {
+  if (r.code != 2) return ::testing::AssertionFailure() << "exit code " << r.code << ", not 2: " << r.output;
+  return has_all(r.output, words);
 }
 
 std::string fresh_dir(const std::string& name) {
@@ -105,6 +136,119 @@ std::string read_text(const std::string& path) {
 
 void write_text(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+BackgroundCvae::BackgroundCvae(const std::string& args, const std::string& env) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const std::string cmd = "exec " + std::string(CVAE_BINARY) + " " + args + " </dev/null";
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::dup2(fds[1], STDERR_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    if (!env.empty()) ::putenv(const_cast<char*>(env.c_str()));
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  fd_ = fds[0];
+}
+
+BackgroundCvae::~BackgroundCvae() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool BackgroundCvae::read_some(double timeout_s) {
+  if (fd_ < 0) return false;
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout_s * 1000)) <= 0) return false;
+  char buf[4096];
+  ssize_t n = ::read(fd_, buf, sizeof buf);
+  if (n <= 0) {
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  output_.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+bool BackgroundCvae::wait_for(const std::string& text, double timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (output_.find(text) == std::string::npos) {
+    double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0 || !read_some(left)) return output_.find(text) != std::string::npos;
+  }
+  return true;
+}
+
+void BackgroundCvae::signal(int sig) { ::kill(pid_, sig); }
+
+RunResult BackgroundCvae::finish(double timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (fd_ >= 0) {
+    double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      ::kill(pid_, SIGKILL);  // hung: fail the test rather than the suite
+      break;
+    }
+    read_some(left);
+  }
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  RunResult r;
+  r.output = output_;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+std::vector<nlohmann::json> metrics_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  for (const std::string& line : lines_of(read_text(path))) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+nlohmann::json checkpoint_metadata(const std::string& path, const std::string& key) {
+  return nlohmann::json::parse(load_safetensors(path).metadata.at(key));
+}
+
+void poke_f32(const std::string& path, const std::string& name, int64_t index, float value) {
+  std::string bytes = read_text(path);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  auto header = nlohmann::json::parse(bytes.substr(8, n));
+  const auto& e = header.at(name);
+  if (e.at("dtype") != "F32") throw std::runtime_error(name + " is not F32");
+  size_t at = 8 + n + e.at("data_offsets")[0].get<size_t>() + static_cast<size_t>(index) * 4;
+  std::memcpy(&bytes[at], &value, 4);
+  write_text(path, bytes);
+}
+
+::testing::AssertionResult same_tensors(const std::string& a, const std::string& b) {
+  SafeTensors x = load_safetensors(a), y = load_safetensors(b);
+  if (x.tensors.size() != y.tensors.size())
+    return ::testing::AssertionFailure() << x.tensors.size() << " vs " << y.tensors.size() << " tensors";
+  for (const auto& [name, t] : x.tensors) {
+    const Tensor& u = y.at(name);
+    if (t.shape() != u.shape() || t.nbytes() != u.nbytes() || std::memcmp(t.raw(), u.raw(), t.nbytes()) != 0)
+      return ::testing::AssertionFailure() << name << " differs between " << a << " and " << b;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
 }
 
 }  // namespace cvae::testing
