@@ -11,7 +11,7 @@
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #if defined(CVAE_HAVE_CUDA)
-#include <cuda_runtime_api.h>
+#include "kernels/cuda/kernels_cuda.h"
 #endif
 
 namespace cvae::app {
@@ -78,8 +78,7 @@ MemoryBudget available_memory(bool gpu) {
     b.what = "free on the GPU";
     b.bytes = -1;
 #if defined(CVAE_HAVE_CUDA)
-    size_t free_bytes = 0, total = 0;
-    if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess) b.bytes = static_cast<int64_t>(free_bytes);
+    b.bytes = kernels::cuda::device_free_bytes();  // through the runtime wrapper, as all CUDA
 #endif
     return b;
   }

@@ -28,6 +28,8 @@ namespace cvae::kernels::cuda {
 int device_count(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" for device i.
 std::string device_description(int i);
+// Free device memory in bytes, or -1 when the runtime cannot tell.
+int64_t device_free_bytes();
 // The device is full: device_malloc's error, distinct from the other runtime errors
 // (a caller may free cached memory and retry on this one only).
 struct DeviceOutOfMemory : std::runtime_error {

@@ -43,6 +43,13 @@ std::string device_description(int i) {
   return buf;
 }
 
+int64_t device_free_bytes() {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) return static_cast<int64_t>(free_b);
+  cudaGetLastError();  // not sticky: clear it
+  return -1;
+}
+
 void* device_malloc(size_t bytes) {
   void* p = nullptr;
   const cudaError_t err = cudaMalloc(&p, bytes);
