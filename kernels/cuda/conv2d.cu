@@ -23,6 +23,8 @@ namespace {
 constexpr int kThreads = 128;          // fprop / dgrad: one output pixel per thread
 constexpr int kWgradThreads = 256;     // wgrad: threads of one block stride over n*P*Q
 constexpr int kWgradTaps = 9;          // wgrad: at most this many (r,s) taps per block
+constexpr int kWgradGroups = 16;       // wgrad: partial sums per tap after the first level
+static_assert(kWgradThreads == kWgradGroups * kWgradGroups && kWgradTaps * kWgradGroups <= kWgradThreads);
 constexpr int kSmemFloats = 8192;      // 32 KB of staged weights per block (under the 48 KB default)
 constexpr int kTargetBlocks = 256;     // about two waves on a 132-SM H100: below, use narrower tiles
 
@@ -204,9 +206,12 @@ void launch_dgrad(const Conv2dShape& s, const float* dy, const float* w, float* 
 // Layout: x [N,C,H,W], dy [N,K,P,Q], dw [K,C,R,S]; block = (k, c, up to 9 taps (r,s)).
 // dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x[n,c,p*sh-ph+r,q*sw-pw+s]
 // Thread i of the block sums the terms i, i+256, i+512, ... of the flattened (n,p,q) range
-// (consecutive threads read consecutive q), then the block adds the 256 partial sums with a
-// fixed shared-memory tree. Every tap's sum has this same order whatever the taps per
-// block, so the result depends only on the shape. A block with several taps reads each dy
+// (consecutive threads read consecutive q), then the block adds the 256 partial sums in a
+// fixed order, in two levels of 16: thread g of a tap adds partials g, g+16, ..., g+240,
+// then one thread adds those 16. Two barriers, where a binary tree takes nine: on a GPU
+// the two 16-term chains cost about what the tree's levels do, and the emulator visits
+// every thread of the block at each barrier. Every tap's sum has this same order whatever
+// the taps per block, so the result depends only on the shape. A block with several taps reads each dy
 // element once for all of them.
 __global__ void wgrad_kernel(Conv2dShape s, const float* __restrict__ x,
                              const float* __restrict__ dy, int taps_per_block,
@@ -246,12 +251,19 @@ __global__ void wgrad_kernel(Conv2dShape s, const float* __restrict__ x,
 #pragma unroll
   for (int t = 0; t < kWgradTaps; ++t) red[t][tid] = acc[t];
   __syncthreads();
-  for (int half = kWgradThreads / 2; half > 0; half >>= 1) {
-    if (tid < half)
-      for (int t = 0; t < ntaps; ++t) red[t][tid] += red[t][tid + half];
-    __syncthreads();
+  __shared__ float part[kWgradTaps][kWgradGroups];
+  if (tid < ntaps * kWgradGroups) {
+    const int t = tid / kWgradGroups, g = tid % kWgradGroups;  // consecutive threads, consecutive banks
+    float v = red[t][g];
+    for (int j = 1; j < kWgradThreads / kWgradGroups; ++j) v += red[t][g + j * kWgradGroups];
+    part[t][g] = v;
   }
-  if (tid < ntaps) dw[((int64_t)k * s.C + c) * RS + tap0 + tid] = red[tid][0];
+  __syncthreads();
+  if (tid < ntaps) {
+    float v = part[tid][0];
+    for (int g = 1; g < kWgradGroups; ++g) v += part[tid][g];
+    dw[((int64_t)k * s.C + c) * RS + tap0 + tid] = v;
+  }
 }
 
 }  // namespace
