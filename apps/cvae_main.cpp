@@ -11,6 +11,7 @@
 
 #include "apps/commands.h"
 #include "apps/memory.h"
+#include "kernels/kernels.h"
 
 namespace {
 
@@ -217,6 +218,7 @@ void print_help_hint(CLI::App& app) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cvae::kernels::cpu::use_short_openmp_spin(argv);
   CLI::App app{"cvae: train and use the convolutional VAE of TensorFlow's tutorial (and simpler autoencoders)"};
   app.require_subcommand(1);
   Parsed p;

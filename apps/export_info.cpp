@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "apps/commands.h"
@@ -65,9 +66,12 @@ int run_info(const std::string& data_dir) {
   for (auto isa : {kcpu::CpuIsa::Generic, kcpu::CpuIsa::Avx2, kcpu::CpuIsa::Avx512})
     if (kcpu::cpu_isa_supported(isa))
       paths += std::string(paths.empty() ? "" : ", ") + kcpu::cpu_isa_name(isa);
-  std::printf("devices:\n  cpu: %d OpenMP threads, kernel code path %s (this CPU runs: %s;"
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  std::printf("devices:\n  cpu: %d OpenMP threads (waiting: %s%s), kernel code path %s (this CPU runs: %s;"
               " CVAE_CPU_ISA forces one)\n",
-              omp_get_max_threads(), kcpu::cpu_isa_name(kcpu::cpu_isa()), paths.c_str());
+              omp_get_max_threads(), policy ? "OMP_WAIT_POLICY=" : spin ? "GOMP_SPINCOUNT=" : "libgomp's default",
+              policy ? policy : spin ? spin : "", kcpu::cpu_isa_name(kcpu::cpu_isa()), paths.c_str());
 #if defined(CVAE_HAVE_CUDA)
   std::string why;
   int n = kernels::cuda::device_count(&why);

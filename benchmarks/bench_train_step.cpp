@@ -75,6 +75,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cvae::kernels::cpu::use_short_openmp_spin(argv);  // as the cvae program does
   int steps = 30;
   std::string shapes = "100x50,32x2";
   for (int i = 1; i < argc; ++i) {

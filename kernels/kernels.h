@@ -85,6 +85,11 @@ void set_cpu_isa(CpuIsa isa);         // tests, benchmarks: throws if unsupporte
 const char* cpu_isa_name(CpuIsa isa); // "generic", "avx2", "avx512"
 bool parse_cpu_isa(const std::string& name, CpuIsa* isa);
 
+// Call first thing in main(): unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, executes the
+// program again with GOMP_SPINCOUNT=1000, so that waiting threads give the CPU back soon
+// (a step beside another busy process slowed 3x with libgomp's default spin; threads.cpp).
+void use_short_openmp_spin(char** argv);
+
 // ---------------------------------------------------------------------------
 // GEMM, row-major: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
 // op(A) = A (lda >= K) or A^T (A stored [K,M], lda >= M); likewise B.

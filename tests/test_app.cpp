@@ -170,6 +170,18 @@ TEST_F(App, InfoAndHelp) {
   }
 }
 
+// The program runs its OpenMP threads with a short spin before they sleep (a step beside
+// another busy process ran 1.5x faster: kernels/cpu/threads.cpp), unless the user chose.
+TEST_F(App, OpenMpThreadsSpinBrieflyUnlessTheUserChose) {
+  RunResult r = testing::run_shell("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " + std::string(CVAE_BINARY) + " info");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("(waiting: GOMP_SPINCOUNT=1000)"), std::string::npos) << r.output;
+  r = testing::run_shell("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive " + std::string(CVAE_BINARY) + " info");
+  EXPECT_NE(r.output.find("(waiting: OMP_WAIT_POLICY=passive)"), std::string::npos) << r.output;
+  r = testing::run_shell("env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=20 " + std::string(CVAE_BINARY) + " info");
+  EXPECT_NE(r.output.find("(waiting: GOMP_SPINCOUNT=20)"), std::string::npos) << r.output;
+}
+
 // --- bad input: exit 2, one line naming the file and the fault ---------------
 
 void expect_refused(const RunResult& r, std::initializer_list<std::string> words) {
