@@ -87,7 +87,8 @@ bool parse_cpu_isa(const std::string& name, CpuIsa* isa);
 
 // Call first thing in main(): unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, executes the
 // program again with GOMP_SPINCOUNT=1000, so that waiting threads give the CPU back soon
-// (a step beside another busy process slowed 3x with libgomp's default spin; threads.cpp).
+// (beside another busy process a step slowed 3.2x with libgomp's default spin, 1.6x with
+// this; alone it is ~10% slower: threads.cpp).
 void use_short_openmp_spin(char** argv);
 
 // ---------------------------------------------------------------------------

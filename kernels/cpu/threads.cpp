@@ -2,9 +2,11 @@
 // libgomp's default is to spin some 300,000 times before it sleeps. Beside one other busy
 // process on 2 cores that spinning takes the CPU from the very thread the others wait for:
 // a training step slowed 2.5x (batch 100) to 3.2x (batch 32). With a spin of 1000 it
-// slowed 1.7-1.8x, and alone it runs as fast as with the default (benchmarks/RESULTS.md,
-// 2026-12-01). libgomp reads its settings once, when it is loaded, before main() runs, so
-// a program that wants them sets the variable and executes itself again, once.
+// slows 1.6-1.7x; the price is paid alone, where a step is about 10% slower (threads now
+// sleep between the step's parallel loops, and waking them takes time): benchmarks/RESULTS.md,
+// 2026-12-01. GOMP_SPINCOUNT=300000 restores libgomp's default. libgomp reads its settings
+// once, when it is loaded, before main() runs, so a program that wants them sets the
+// variable and executes itself again, once.
 #include <cstdlib>
 #include <cstring>
 
