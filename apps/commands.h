@@ -17,6 +17,7 @@ struct TrainOptions {
   std::string resume;            // a run directory (or its checkpoint.safetensors)
   std::string device = "auto";
   int64_t log_every = 0;         // plain progress lines every N steps (0: ten per epoch)
+  bool no_graph = false;         // GPU: each step's kernels eagerly, not one CUDA graph replayed
   int64_t max_memory = 0;        // refuse runs estimated above this many bytes (0: what is available)
   std::string program = "cvae";  // the program as invoked, for "continue with: ..." lines
 };

@@ -114,6 +114,8 @@ void add_train(CLI::App& app, Parsed& p) {
   t->add_option("--out", p.train.out_dir, "Run directory (default: runs/<model>)");
   t->add_option("--resume", p.train.resume,
                 "Continue the run in this directory, with its stored options (--epochs: a new total)");
+  t->add_flag("--no-graph", p.train.no_graph,
+              "On the GPU, queue each step's kernels eagerly instead of replaying one CUDA graph of the step");
   t->add_option("--log-every", p.train.log_every, "Plain progress lines every N steps when not on a terminal")
       ->check(integer_in(0, 1000000000));
   t->add_option("--limit-train", c.limit_train, "Use only the first N training images (quick runs)")

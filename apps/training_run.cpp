@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,8 @@
 #include "engine/autograd.h"
 #include "engine/device.h"
 #include "engine/finite.h"
+#include "engine/graph.h"
+#include "engine/ops.h"
 #include "engine/png.h"
 #include "models/vae.h"
 
@@ -331,9 +334,36 @@ bool TrainingRun::train_epoch() {
   // are and the sum is checked when it is read back: a NaN in a gradient
   // makes the next loss NaN, and the exact step is found among the kept ones.
   const bool check_each_step = device_ == Device::CPU || c.on_nonfinite == NonFinitePolicy::Skip;
+  // On the GPU, a VAE's steps are driven from device memory (unless each step is checked
+  // or a test's failpoint is armed): the batch position, the noise offset and Adam's step
+  // are read and advanced there, the loss goes to a log on the device, and every full
+  // batch replays one CUDA graph of the whole step (--no-graph: the same step eagerly).
+  auto* vae = dynamic_cast<VAE*>(model_.get());
+  const bool device_driven =
+      device_ == Device::CUDA && !check_each_step && vae && train_on_device_ && !std::getenv("CVAE_FAILPOINT");
+  std::vector<int64_t> unread_steps;  // device-driven: the steps whose losses are in the log unread
+  if (device_driven) {
+    if (!loss_log_) loss_log_ = std::make_unique<DeviceScalarLog>(std::max<int64_t>(64, read_every_));
+    if (!device_noise_) device_noise_ = std::make_unique<DevicePhilox>(stream_seed(c.seed, Stream::Noise));
+    train_on_device_->set_cursor(p.step_in_epoch * B, epoch);  // in place: a graph's pointers stay valid
+    device_noise_->set_offset(noise.offset);
+  }
   Tensor device_sum = Tensor::zeros({}, DType::F32, device_);
   std::vector<std::pair<int64_t, Tensor>> unread;  // (step, loss) since the last read, GPU only
   auto read_back = [&] {
+    if (device_driven) {
+      const std::vector<float> losses = loss_log_->read_unread();  // the only host read of the GPU loop
+      for (size_t i = 0; i < losses.size(); ++i) {
+        if (!std::isfinite(losses[i])) {
+          std::string what = "the loss is " + nonfinite_name(losses[i]);
+          if (auto bad = first_nonfinite(model_->named_parameters())) what += " (now the parameter " + bad->describe() + ")";
+          nonfinite(where(unread_steps[i]), what);
+        }
+        so.loss_sum += losses[i];
+      }
+      unread_steps.clear();
+      return;
+    }
     if (unread.empty()) return;
     const double sum = device_sum.item();  // the only host read of the GPU loop
     if (!std::isfinite(sum)) {
@@ -346,7 +376,7 @@ bool TrainingRun::train_epoch() {
       }
     }
     so.loss_sum += sum;
-    device_sum = Tensor::zeros({}, DType::F32, device_);
+    device_sum.fill_(0.0);  // a kernel, not a memset: a step's stream work stays kernels only
     unread.clear();
   };
   // The tests' hooks between backward and the update (failpoint.h).
@@ -357,10 +387,29 @@ bool TrainingRun::train_epoch() {
   const auto t0 = Clock::now();
   const double seconds_before = so.seconds;
   int64_t images_unreported = 0;
+  const int64_t first_step = p.step_in_epoch;
+  const CudaCounts counts_before = cuda_counts();
   for (int64_t s = p.step_in_epoch; s < steps_; ++s) {
     if (stop_requested()) break;  // the safe point: between steps
     const int n = static_cast<int>(std::min(B, ntrain - s * B));
     const uint64_t bin_seed = stream_seed(c.seed, Stream::Binarize);
+    if (device_driven) {
+      device_step(s * B, n, bin_seed);
+      noise.offset += (int64_t(n) * vae->latent_dim() + 3) / 4;  // as the device's draw: Philox blocks of 4
+      ++p.step;
+      p.step_in_epoch = s + 1;
+      p.noise_offset = noise.offset;
+      ++so.loss_count;
+      so.images += n;
+      unread_steps.push_back(s + 1);
+      images_unreported += n;
+      if ((s + 1) % read_every_ == 0 || s + 1 == steps_ || stop_requested()) {
+        read_back();
+        bar.update(s + 1, images_unreported, so.loss_count ? so.loss_sum / double(so.loss_count) : 0.0);
+        images_unreported = 0;
+      }
+      continue;
+    }
     Tensor x = train_on_device_ ? train_on_device_->batch(s * B, n, c.binarize, bin_seed, uint64_t(epoch))
                                 : gather_batch(data_.train, order.data() + s * B, n, c.binarize, bin_seed, uint64_t(epoch));
     Tensor loss = model_->loss(x, noise, c.kl);
@@ -408,6 +457,8 @@ bool TrainingRun::train_epoch() {
     }
   }
   read_back();
+  epoch_counts_ = cuda_counts() - counts_before;
+  epoch_counted_steps_ = p.step_in_epoch - first_step;
   bar.finish();
   so.seconds = seconds_before + seconds_since(t0);
   if (p.step_in_epoch < steps_) return false;
@@ -415,6 +466,41 @@ bool TrainingRun::train_epoch() {
     nonfinite("epoch " + std::to_string(epoch + 1),
               "every one of its " + std::to_string(steps_) + " steps was skipped as non-finite", false);
   return true;
+}
+
+// One device-driven step of a VAE (train_epoch): batch at the device's cursor, noise at
+// the device's offset, loss, backward, Adam, the loss logged on the device. A full batch
+// replays the step's CUDA graph: the first two full batches of a session run it eagerly in
+// the graph's memory pool (which fills the pool: the first step also makes the gradient
+// buffers, so only the second allocates as every later one), the third captures it and
+// replays it. The
+// last, partial batch of an epoch (another shape) and --no-graph run it eagerly.
+void TrainingRun::device_step(int64_t start, int n, uint64_t bin_seed) {
+  const RunConfig& c = state_.config;
+  auto& vae = dynamic_cast<VAE&>(*model_);
+  auto body = [&, start, n] {
+    Tensor x = train_on_device_->batch_at_cursor(start, n, c.binarize, bin_seed);
+    Tensor eps = device_noise_->randn({n, vae.latent_dim()});
+    Tensor loss = vae_loss(vae, x, eps, c.kl);
+    adam_->zero_grad();
+    loss.backward();
+    adam_->step();
+    loss_log_->append(loss.detach());
+  };
+  if (opt_.no_graph || n != c.batch_size) return body();
+  if (!graph_) graph_ = std::make_unique<CudaGraph>();
+  if (graph_warm_runs_ < 2) {
+    ++graph_warm_runs_;
+    return graph_->run_in_pool(body);
+  }
+  if (!graph_->captured()) {
+    graph_->capture(body);  // queues nothing: the host's counts of the captured step are undone
+    adam_->uncount_capture();
+    loss_log_->uncount_capture();
+  }
+  graph_->replay();
+  adam_->count_replay();
+  loss_log_->count_replay();
 }
 
 std::optional<EpochEval> TrainingRun::evaluate() {
@@ -483,6 +569,15 @@ void TrainingRun::finish_epoch(const EpochEval& ev) {
                {"epoch_time_s", so.seconds},
                {"images_per_s", rate},
                {"eval_time_s", ev.seconds}};
+  if (device_ == Device::CUDA && epoch_counted_steps_ > 0) {
+    // Per step of this epoch (the part this session ran): what the GPU was handed.
+    const double n = static_cast<double>(epoch_counted_steps_);
+    line["kernels_per_step"] = static_cast<double>(epoch_counts_.kernels) / n;
+    line["copies_per_step"] = static_cast<double>(epoch_counts_.copies) / n;
+    line["host_syncs_per_step"] = static_cast<double>(epoch_counts_.host_syncs) / n;
+    line["graph_launches_per_step"] = static_cast<double>(epoch_counts_.graph_launches) / n;
+    line["cuda_graph"] = epoch_counts_.graph_launches > 0;
+  }
   if (model_->is_vae()) {
     line["test_elbo"] = ev.elbo;
     line["test_elbo_analytic"] = ev.elbo_analytic;

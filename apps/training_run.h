@@ -13,6 +13,9 @@
 
 #include "apps/commands.h"
 #include "apps/run_dir.h"
+#include "engine/device.h"
+#include "engine/graph.h"
+#include "engine/ops.h"
 
 namespace cvae::app {
 
@@ -77,6 +80,16 @@ class TrainingRun {
   std::unique_ptr<Adam> adam_;
   int64_t steps_ = 0, plain_every_ = 1, read_every_ = 1;
   int64_t epochs_this_session_ = 0;
+  // What the GPU was given to do over the steps of the current epoch this session ran
+  // (metrics.jsonl's per-step counts), and how many steps that was.
+  CudaCounts epoch_counts_;
+  int64_t epoch_counted_steps_ = 0;
+  // The device-driven GPU step (train_epoch): the loss log, the noise stream and the graph.
+  void device_step(int64_t start, int n, uint64_t bin_seed);
+  std::unique_ptr<DeviceScalarLog> loss_log_;
+  std::unique_ptr<DevicePhilox> device_noise_;
+  std::unique_ptr<CudaGraph> graph_;
+  int graph_warm_runs_ = 0;
 };
 
 }  // namespace cvae::app

@@ -206,7 +206,7 @@ run_step epoch 35 "$LOGS/epoch.txt" "$BUILD/cvae" train --device cuda --data "$D
 tail -3 "$LOGS/epoch.txt"
 if [ -f "$SCRATCH/epoch/metrics.jsonl" ]; then
   cp "$SCRATCH/epoch/metrics.jsonl" "$LOGS/epoch_metrics.jsonl"
-  m=$(python3 -c 'import json,sys; j=json.loads(open(sys.argv[1]).readline()); print("%.3f s train, %.0f img/s, test ELBO %.2f" % (j["epoch_time_s"], j["images_per_s"], j["test_elbo"]))' \
+  m=$(python3 -c 'import json,sys; j=json.loads(open(sys.argv[1]).readline()); print("%.3f s train, %.0f img/s, test ELBO %.2f, graph %s, %.1f kernels %.2f copies %.3f syncs a step" % (j["epoch_time_s"], j["images_per_s"], j["test_elbo"], j.get("cuda_graph"), j.get("kernels_per_step", -1), j.get("copies_per_step", -1), j.get("host_syncs_per_step", -1)))' \
     "$SCRATCH/epoch/metrics.jsonl" 2> /dev/null) \
     || m=$(head -1 "$SCRATCH/epoch/metrics.jsonl" | grep -oE '"(epoch_time_s|images_per_s|test_elbo)": *[-0-9.e+]+' | tr '\n' ' ')
   note "epoch (cvae train)    : $(rc_word "$RC"), $m"

@@ -2,6 +2,9 @@
 #include "engine/autograd.h"
 
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -75,6 +78,17 @@ void accumulate_grad(TensorImpl* t, const Tensor& g) {
     t->grad = g.detach().impl_ptr();  // share; copied on the first += below
     return;
   }
+  if (t->grad_zero_pending) {
+    t->grad_zero_pending = false;
+    if (t->grad->storage == g.impl()->storage) return;  // written in place (grad_destination)
+    if (t->grad.use_count() == 1 && t->grad->storage.use_count() == 1) {
+      Tensor dst(t->grad);  // the first contribution: written, not added (g * 1 is g exactly)
+      CVAE_RUN_KERNEL(dst, scale, dst.numel(), T(1), g.data<T>(), dst.data<T>());
+    } else {
+      t->grad = g.detach().impl_ptr();  // the kept buffer is shared: take g's, as if none
+    }
+    return;
+  }
   Tensor acc(t->grad);
   if (acc.impl()->storage.use_count() > 1) {  // copy-on-write: never add into a shared buffer
     acc = acc.clone();
@@ -83,13 +97,52 @@ void accumulate_grad(TensorImpl* t, const Tensor& g) {
   CVAE_RUN_KERNEL(acc, axpy, acc.numel(), T(1), g.data<T>(), acc.data<T>());
 }
 
+namespace {
+
+// The seed d(loss)/d(loss) = 1. On the GPU one per dtype and shape, made once and kept
+// (never freed: the allocators outlive no static), so a backward launches no fill for it;
+// shared, so nothing ever writes it (accumulate_grad copies a shared gradient before
+// adding). On the CPU a fresh one each time (a store, not a launch; nothing is kept).
+Tensor ones_like_scalar(const Tensor& t) {
+  if (t.device() == Device::CPU) {
+    Tensor one = Tensor::empty(t.shape(), t.dtype(), t.device());
+    one.fill_(1.0);
+    return one;
+  }
+  static std::mutex mu;
+  static auto* made = new std::map<std::tuple<int, int, Shape>, Tensor>();
+  std::lock_guard<std::mutex> lock(mu);
+  Tensor& one = (*made)[{static_cast<int>(t.device()), static_cast<int>(t.dtype()), t.shape()}];
+  if (!one.defined()) {
+    one = Tensor::empty(t.shape(), t.dtype(), t.device());
+    one.fill_(1.0);
+  }
+  return one;
+}
+
+}  // namespace
+
+Tensor grad_destination(const Tensor& t) {
+  TensorImpl* impl = t.impl();
+  if (tracks_grad(t) && impl->grad && impl->grad_zero_pending && impl->grad.use_count() == 1 &&
+      impl->grad->storage.use_count() == 1 && impl->grad->shape == impl->shape && impl->grad->dtype == impl->dtype)
+    return Tensor(impl->grad);
+  return Tensor::empty(t.shape(), t.dtype(), t.device());
+}
+
+Tensor grad_to_add_into(const Tensor& t) {
+  TensorImpl* impl = t.impl();
+  if (!tracks_grad(t) || !impl->grad || impl->grad_zero_pending || impl->grad.use_count() != 1 ||
+      impl->grad->storage.use_count() != 1)
+    return Tensor();
+  return Tensor(impl->grad);
+}
+
 void Tensor::backward() const {
   if (numel() != 1) throw std::logic_error("backward() needs a scalar, got shape " + shape_str(shape()));
   if (!tracks_grad(*this)) throw std::logic_error("backward() on a tensor that does not require grad");
   std::vector<std::shared_ptr<TensorImpl>> order = topological_order(impl_ptr());
-  Tensor one = Tensor::empty(shape(), dtype(), device());
-  one.fill_(1.0);
-  accumulate_grad(impl(), one);
+  accumulate_grad(impl(), ones_like_scalar(*this));
   NoGradGuard no_grad;  // backward closures build no tape of their own
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     std::shared_ptr<TensorImpl> t = std::move(*it);  // released at the end of the iteration

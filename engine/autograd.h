@@ -53,7 +53,18 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // needs_grad(inputs); otherwise returns `out` untouched.
 Tensor attach(Tensor out, std::vector<Tensor> inputs, BackwardFn fn);
 
-// grad(t) += g, taking g's storage when t has no gradient yet.
+// grad(t) += g, taking g's storage when t has no gradient yet; writing g into t's kept
+// buffer when that is pending zero (Optimizer::zero_grad), or nothing when g is that buffer.
 void accumulate_grad(TensorImpl* t, const Tensor& g);
+
+// Where a backward closure writes input t's gradient: t's own kept gradient buffer when it
+// is pending zero (the first contribution writes it; accumulate_grad then has nothing to
+// add: no fill, no add, one kernel fewer each), else a fresh buffer of t's shape.
+Tensor grad_destination(const Tensor& t);
+
+// The gradient t holds so far, when a backward closure may add its contribution into it
+// in place (defined, not pending zero, not shared with any other tensor), and then returns
+// an undefined gradient for t; undefined otherwise (the closure returns a fresh one).
+Tensor grad_to_add_into(const Tensor& t);
 
 }  // namespace cvae

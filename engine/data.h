@@ -83,9 +83,16 @@ class DeviceImages {
   // x [n,1,rows,cols] float32 on the GPU from order[start, start+n): the same
   // values gather_batch gives on the CPU, dynamic binarization included.
   Tensor batch(int64_t start, int n, Binarize mode, uint64_t seed, uint64_t epoch) const;
+  // The batch at a cursor kept on the device (for a captured step, which gathers the next
+  // batch at every replay): set_cursor uploads (position, epoch); batch_at_cursor gathers
+  // order[position, position+n) with that epoch and moves the device's position by n.
+  // start is where the caller's own count says the cursor is: checked against the order.
+  void set_cursor(int64_t position, int64_t epoch);
+  Tensor batch_at_cursor(int64_t start, int n, Binarize mode, uint64_t seed) const;
 
  private:
-  std::shared_ptr<Storage> pixels_, order_;
+  std::shared_ptr<Storage> pixels_, order_, cursor_;
+  int64_t cursor_upload_[2] = {0, 0};  // the upload's source (position, epoch)
   int64_t count_ = 0, order_len_ = 0;
   int rows_ = 0, cols_ = 0;
 };

@@ -26,6 +26,11 @@ void cuda_synchronize() { kernels::cuda::stream_synchronize(cuda_stream()); }
 
 bool cuda_capturing() { return kernels::cuda::stream_capturing(cuda_stream()); }
 
+CudaCounts cuda_counts() {
+  const kernels::cuda::StreamCounts c = kernels::cuda::stream_counts();
+  return {c.kernels, c.copies, c.host_syncs, c.graph_launches};
+}
+
 namespace {
 
 // Sizes round up to 512 bytes (small) or 2 MiB granules (large), so that
@@ -38,12 +43,15 @@ size_t round_size(size_t bytes) {
   return bytes < large ? (bytes + small - 1) / small * small : (bytes + large - 1) / large * large;
 }
 
+// Pools: blocks allocated while a pool is active (CudaPoolScope) belong to it for good
+// and return to it when freed, whatever is active then; pool 0 is everyone's. A CUDA
+// graph's pool thus never hands its blocks (which replays write) to eager work.
 class CudaCachingAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     size_t size = round_size(bytes);
     std::lock_guard<std::mutex> lock(mu_);
-    auto& list = free_[size];
+    auto& list = free_[{active_pool_, size}];
     void* p = nullptr;
     if (!list.empty()) {
       p = list.back();
@@ -51,6 +59,7 @@ class CudaCachingAllocator final : public Allocator {
     } else {
       p = malloc_or_flush(size);
       stats_.reserved += int64_t(size);
+      if (active_pool_ != 0) pool_of_[p] = active_pool_;
     }
     stats_.in_use += int64_t(size);
     if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
@@ -61,8 +70,19 @@ class CudaCachingAllocator final : public Allocator {
   void deallocate(void* ptr, size_t bytes) override {
     size_t size = round_size(bytes);
     std::lock_guard<std::mutex> lock(mu_);
-    free_[size].push_back(ptr);
+    auto owner = pool_of_.find(ptr);
+    free_[{owner == pool_of_.end() ? 0 : owner->second, size}].push_back(ptr);
     stats_.in_use -= int64_t(size);
+  }
+  int new_pool() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ++pools_;
+  }
+  int set_active_pool(int pool) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int before = active_pool_;
+    active_pool_ = pool;
+    return before;
   }
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -91,15 +111,20 @@ class CudaCachingAllocator final : public Allocator {
       return kernels::cuda::device_malloc(size);  // throws the out-of-memory message again
     }
   }
+  // Only the shared pool's cached blocks: a graph's pool keeps its blocks (its replays
+  // write them).
   void release_all_locked() {
-    for (auto& [size, list] : free_) {
+    for (auto& [key, list] : free_) {
+      if (key.first != 0) continue;
       for (void* p : list) kernels::cuda::device_free(p);
-      stats_.reserved -= int64_t(size * list.size());
+      stats_.reserved -= int64_t(key.second * list.size());
       list.clear();
     }
   }
   std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
+  std::map<std::pair<int, size_t>, std::vector<void*>> free_;  // (pool, size) -> blocks
+  std::map<void*, int> pool_of_;                                // blocks of pools other than 0
+  int active_pool_ = 0, pools_ = 0;
   CudaMemoryStats stats_;
 };
 
@@ -111,6 +136,9 @@ CudaCachingAllocator& caching() {
 }  // namespace
 
 Allocator* cuda_allocator() { return &caching(); }
+int cuda_new_pool() { return caching().new_pool(); }
+CudaPoolScope::CudaPoolScope(int pool) : previous_(caching().set_active_pool(pool)) {}
+CudaPoolScope::~CudaPoolScope() { caching().set_active_pool(previous_); }
 CudaMemoryStats cuda_memory_stats() { return caching().stats(); }
 void cuda_empty_cache() { caching().empty_cache(); }
 
@@ -123,7 +151,11 @@ bool cuda_available(std::string* why) {
 CUstream_st* cuda_stream() { throw std::runtime_error("this build has no CUDA support"); }
 void cuda_synchronize() {}
 bool cuda_capturing() { return false; }
+CudaCounts cuda_counts() { return {}; }
 Allocator* cuda_allocator() { throw std::runtime_error("this build has no CUDA support"); }
+int cuda_new_pool() { return 0; }
+CudaPoolScope::CudaPoolScope(int) {}
+CudaPoolScope::~CudaPoolScope() = default;
 CudaMemoryStats cuda_memory_stats() { return {}; }
 void cuda_empty_cache() {}
 

@@ -37,8 +37,35 @@ struct CudaMemoryStats {
   int64_t peak_in_use = 0;
 };
 CudaMemoryStats cuda_memory_stats();
+// A private pool of the caching allocator (for a CUDA graph, graph.h): while a
+// CudaPoolScope of it is alive, allocations come from it, and its blocks return to it
+// when freed, whenever that is, never to be handed to other work.
+int cuda_new_pool();
+class CudaPoolScope {
+ public:
+  explicit CudaPoolScope(int pool);
+  ~CudaPoolScope();
+  CudaPoolScope(const CudaPoolScope&) = delete;
+  CudaPoolScope& operator=(const CudaPoolScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 // Returns cached blocks to the driver (after an out-of-memory, or on request).
 void cuda_empty_cache();
+
+// What this process queued on the GPU so far (kernels/cuda counts it where it is queued):
+// kernels (with the kernel nodes each graph launch ran), device-side copies and memsets,
+// host synchronisations (reads back and stream waits), graph launches. Differences of two
+// snapshots measure a stretch of work. All zero in builds without CUDA.
+struct CudaCounts {
+  int64_t kernels = 0, copies = 0, host_syncs = 0, graph_launches = 0;
+};
+CudaCounts cuda_counts();
+inline CudaCounts operator-(const CudaCounts& a, const CudaCounts& b) {
+  return {a.kernels - b.kernels, a.copies - b.copies, a.host_syncs - b.host_syncs,
+          a.graph_launches - b.graph_launches};
+}
 
 // "cpu" -> CPU, "cuda" -> CUDA (throws if unusable, with the reason), "auto" ->
 // CUDA when a real GPU is available, else CPU (the CPU emulator of an emulated build,

@@ -16,11 +16,19 @@ CudaGraph::~CudaGraph() {
   if (exec_) kernels::cuda::graph_destroy(exec_);
 }
 
+void CudaGraph::run_in_pool(const std::function<void()>& body) {
+  if (pool_ < 0) pool_ = cuda_new_pool();
+  CudaPoolScope scope(pool_);
+  body();
+}
+
 void CudaGraph::capture(const std::function<void()>& body) {
   if (exec_) {
     kernels::cuda::graph_destroy(exec_);
     exec_ = nullptr;
   }
+  if (pool_ < 0) pool_ = cuda_new_pool();
+  CudaPoolScope scope(pool_);
   kernels::cuda::graph_capture_begin(cuda_stream());
   try {
     body();
@@ -42,6 +50,7 @@ void CudaGraph::replay() {
 #else
 
 CudaGraph::~CudaGraph() = default;
+void CudaGraph::run_in_pool(const std::function<void()>& body) { body(); }
 void CudaGraph::capture(const std::function<void()>&) {
   throw std::runtime_error("this build has no CUDA support: no CUDA graphs");
 }

@@ -82,6 +82,37 @@ struct Philox {
 };
 Tensor randn(const Shape& shape, Philox& rng, DType dtype = DType::F32,
              Device device = Device::CPU);
+// A Philox stream whose offset lives on the GPU: each draw reads it there and advances it
+// as randn does, by ceil(numel / 4) (a captured step draws new numbers at every replay;
+// the host counts the offset itself, nothing is read back). set_offset uploads.
+class DevicePhilox {
+ public:
+  explicit DevicePhilox(uint64_t seed) : seed_(seed) {}
+  void set_offset(uint64_t offset);
+  Tensor randn(const Shape& shape);  // float32 on the GPU, bitwise randn at the device's offset
+ private:
+  uint64_t seed_, upload_ = 0;
+  std::shared_ptr<Storage> device_offset_;
+};
+// Per-step scalars (the training loss) logged on the GPU into a ring that the host reads
+// now and then: append queues one tiny kernel (capturable), read_unread reads back (one
+// synchronisation) the values appended since the last read, oldest first (at most capacity).
+class DeviceScalarLog {
+ public:
+  explicit DeviceScalarLog(int64_t capacity);
+  void append(const Tensor& value);
+  std::vector<float> read_unread();
+  int64_t unread() const { return appended_ - read_; }
+  // The host's count of appends, for a captured append: a capture queues nothing
+  // (uncount_capture undoes its count), each replay appends once (count_replay).
+  void count_replay() { ++appended_; }
+  void uncount_capture() { --appended_; }
+
+ private:
+  int64_t capacity_, appended_ = 0, read_ = 0, zero_ = 0;
+  Tensor ring_;
+  std::shared_ptr<Storage> count_;
+};
 Tensor rand_uniform(const Shape& shape, double lo, double hi, Philox& rng,
                     DType dtype = DType::F32, Device device = Device::CPU);
 // z = eps * exp(logvar / 2) + mean (composite: gradients flow to mean, logvar).

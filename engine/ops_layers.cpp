@@ -25,30 +25,18 @@ BiasShape bias_shape(const Tensor& y) {
   return {N, C, y.numel() / (int64_t(N) * C)};
 }
 
-// y = act(y + b) in place (b may be undefined).
-void bias_act_in_place(Tensor& y, const Tensor& b, bool relu) {
-  const BiasShape d = bias_shape(y);
-  if (b.defined() && relu)
-    CVAE_RUN_KERNEL(y, bias_relu_fwd, d.N, d.C, d.HW, y.data<T>(), b.data<T>(), y.data<T>());
-  else if (b.defined())
-    CVAE_RUN_KERNEL(y, bias_add_fwd, d.N, d.C, d.HW, y.data<T>(), b.data<T>(), y.data<T>());
-  else if (relu)
-    CVAE_RUN_KERNEL(y, relu_fwd, y.numel(), y.data<T>(), y.data<T>());
-}
-
 // The backward of y = act(pre + b): {dpre, db}. yd is y (detached) when act is ReLU,
-// undefined otherwise; db is computed when want_db. One pass on the CPU.
-std::pair<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& yd, bool want_db) {
+// undefined otherwise; db is computed when b is on the tape, into b's own gradient buffer
+// when it is pending zero (grad_destination). One pass (one kernel) on either device.
+std::pair<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& yd, const Tensor& b) {
   const BiasShape d = bias_shape(dy);
+  const bool want_db = tracks_grad(b);
   Tensor dpre = dy, db;
-  if (want_db) db = Tensor::empty({d.C}, dy.dtype(), dy.device());
+  if (want_db) db = grad_destination(b);
   if (yd.defined()) dpre = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
-  if (yd.defined() && want_db && dy.device() == Device::CPU) {
-    detail::dispatch(dy.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::bias_relu_bwd<T>(d.N, d.C, d.HW, yd.data<T>(), dy.data<T>(), dpre.data<T>(),
-                                     db.data<T>());
-    });
+  if (yd.defined() && want_db) {
+    CVAE_RUN_KERNEL(dy, bias_relu_bwd, d.N, d.C, d.HW, yd.data<T>(), dy.data<T>(), dpre.data<T>(),
+                    db.data<T>());
     return {dpre, db};
   }
   if (yd.defined())
@@ -63,12 +51,13 @@ void check_bias(const char* op, const Tensor& b, int64_t channels) {
             std::to_string(channels) + " output channels");
 }
 
-// out = pass(a, b) for the conv problem s; out's shape is given. Fprop and Dgrad take
-// an epilogue, act(out + bias) (bias undefined: none).
+// out = pass(a, b) for the conv problem s, into `into` when that is given (a weight's
+// gradient buffer), else a new tensor of out_shape. Fprop and Dgrad take an epilogue,
+// act(out + bias) (bias undefined: none).
 Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Tensor& b,
-                 const Shape& out_shape, const Tensor& bias = Tensor(), bool relu = false) {
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  const bool epilogue = bias.defined() || relu;
+                 const Shape& out_shape, const Tensor& bias = Tensor(), bool relu = false,
+                 Tensor into = Tensor()) {
+  Tensor out = into.defined() ? into : Tensor::empty(out_shape, a.dtype(), a.device());
   detail::on_device(
       a,
       [&](auto tag) {
@@ -94,14 +83,13 @@ Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Ten
           case ConvPass::Fprop:
             CVAE_CUDA_ONLY(kernels::cuda::conv2d_fprop_bias_act(s, pa, pb, pbias, relu, po, st));
             break;
-          case ConvPass::Dgrad: CVAE_CUDA_ONLY(kernels::cuda::conv2d_dgrad(s, pa, pb, po, st)); break;
+          case ConvPass::Dgrad:
+            CVAE_CUDA_ONLY(kernels::cuda::conv2d_dgrad_bias_act(s, pa, pb, pbias, relu, po, st));
+            break;
           case ConvPass::Wgrad: CVAE_CUDA_ONLY(kernels::cuda::conv2d_wgrad(s, pa, pb, po, st)); break;
         }
         (void)pa, (void)pb, (void)po, (void)st, (void)pbias;
       });
-  // The GPU's dgrad has no epilogue of its own yet: one bias pass after it.
-  if (epilogue && pass == ConvPass::Dgrad && out.device() == Device::CUDA)
-    bias_act_in_place(out, bias, relu);
   return out;
 }
 
@@ -151,9 +139,11 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Pad
   Tensor y = conv_pass(ConvPass::Fprop, s, x, w, y_shape(s), b, relu);
   Tensor yd = relu ? y.detach() : Tensor();
   return attach(y, {x, w, b}, [x, w, b, yd, s](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
+    auto [dpre, db] = bias_act_backward(dy, yd, b);
     Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Dgrad, s, dpre, w, x_shape(s)) : Tensor();
-    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, x, dpre, w_shape(s)) : Tensor();
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, x, dpre, w_shape(s), Tensor(), false,
+                                           grad_destination(w))
+                               : Tensor();
     return {dx, dw, db};
   });
 }
@@ -181,9 +171,11 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
   Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s), b, relu);
   Tensor yd = relu ? y.detach() : Tensor();
   return attach(y, {x, w, b}, [x, w, b, yd, s](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
+    auto [dpre, db] = bias_act_backward(dy, yd, b);
     Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Fprop, s, dpre, w, y_shape(s)) : Tensor();
-    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, dpre, x, w_shape(s)) : Tensor();
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, dpre, x, w_shape(s), Tensor(), false,
+                                           grad_destination(w))
+                               : Tensor();
     return {dx, dw, db};
   });
 }
@@ -200,26 +192,19 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu) {
   check_bias("linear", b, w.size(0));
   int N = int(x.size(0)), in = int(x.size(1)), out = int(w.size(0));
   Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
-  if (x.device() == Device::CPU) {
-    detail::dispatch(x.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cpu::linear_fwd<T>(N, in, out, x.data<T>(), w.data<T>(),
-                                  b.defined() ? b.data<T>() : nullptr, relu, y.data<T>());
-    });
-  } else {
-    matmul_into(false, true, N, out, in, x, in, w, in, y, out);
-    bias_act_in_place(y, b, relu);
-  }
+  // One kernel on either device: the GEMM with bias and ReLU in its epilogue.
+  CVAE_RUN_KERNEL(x, linear_fwd, N, in, out, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr,
+                  relu, y.data<T>());
   Tensor yd = relu ? y.detach() : Tensor();
   return attach(y, {x, w, b}, [x, w, b, yd, N, in, out](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
+    auto [dpre, db] = bias_act_backward(dy, yd, b);
     Tensor dx, dw;
     if (tracks_grad(x)) {
       dx = Tensor::empty(x.shape(), x.dtype(), x.device());
       matmul_into(false, false, N, in, out, dpre, out, w, in, dx, in);
     }
     if (tracks_grad(w)) {
-      dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      dw = grad_destination(w);
       matmul_into(true, false, out, in, N, dpre, out, x, in, dw, in);
     }
     return {dx, dw, db};
@@ -242,7 +227,7 @@ Tensor bias_add(const Tensor& x, const Tensor& b, bool relu) {
     CVAE_RUN_KERNEL(x, bias_add_fwd, d.N, d.C, d.HW, x.data<T>(), b.data<T>(), y.data<T>());
   Tensor yd = relu ? y.detach() : Tensor();
   return attach(y, {x, b}, [b, yd](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, tracks_grad(b));
+    auto [dpre, db] = bias_act_backward(dy, yd, b);
     return {dpre, db};
   });
 }

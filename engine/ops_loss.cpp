@@ -93,6 +93,49 @@ Tensor randn(const Shape& shape, Philox& rng, DType dtype, Device device) {
   return t;
 }
 
+void DevicePhilox::set_offset(uint64_t offset) {
+  upload_ = offset;
+#if defined(CVAE_HAVE_CUDA)
+  if (!device_offset_) device_offset_ = std::make_shared<Storage>(sizeof(uint64_t), cuda_allocator());
+  kernels::cuda::memcpy_h2d(device_offset_->data, &upload_, sizeof upload_, cuda_stream());
+#endif
+}
+
+Tensor DevicePhilox::randn(const Shape& shape) {
+  check(device_offset_ != nullptr, "DevicePhilox::randn", "set_offset first");
+  Tensor t = Tensor::empty(shape, DType::F32, Device::CUDA);
+  CVAE_CUDA_ONLY(kernels::cuda::normal_fill_from_device(t.numel(), seed_, static_cast<uint64_t*>(device_offset_->data),
+                                                        t.data<float>(), cuda_stream()));
+  return t;
+}
+
+DeviceScalarLog::DeviceScalarLog(int64_t capacity) : capacity_(capacity) {
+  check(capacity > 0, "DeviceScalarLog", "capacity must be positive");
+  ring_ = Tensor::empty({capacity}, DType::F32, Device::CUDA);
+#if defined(CVAE_HAVE_CUDA)
+  count_ = std::make_shared<Storage>(sizeof(int64_t), cuda_allocator());
+  kernels::cuda::memcpy_h2d(count_->data, &zero_, sizeof zero_, cuda_stream());
+#endif
+}
+
+void DeviceScalarLog::append(const Tensor& value) {
+  check(value.numel() == 1 && value.device() == Device::CUDA && value.dtype() == DType::F32,
+        "DeviceScalarLog::append", "needs one float32 on the GPU");
+  check(appended_ - read_ < capacity_, "DeviceScalarLog::append", "the ring is full: read it first");
+  CVAE_CUDA_ONLY(kernels::cuda::append_to_ring(value.data<float>(), ring_.data<float>(), capacity_,
+                                               static_cast<int64_t*>(count_->data), cuda_stream()));
+  ++appended_;
+}
+
+std::vector<float> DeviceScalarLog::read_unread() {
+  std::vector<float> out;
+  if (appended_ == read_) return out;
+  const std::vector<double> ring = ring_.to_double_vector();  // the one synchronisation
+  for (int64_t k = read_; k < appended_; ++k) out.push_back(static_cast<float>(ring[static_cast<size_t>(k % capacity_)]));
+  read_ = appended_;
+  return out;
+}
+
 Tensor rand_uniform(const Shape& shape, double lo, double hi, Philox& rng, DType dtype,
                     Device device) {
   Tensor t = Tensor::empty(shape, dtype, device);
@@ -129,8 +172,33 @@ Tensor vae_elbo_loss(const Tensor& logits, const Tensor& x, const Tensor& z, con
                 });
 }
 
+// z = eps * exp(logvar / 2) + mean. On the CPU the chain of ops (the specification);
+// on the GPU one kernel each way, the same float operations in the same order:
+//   dmean = dz;  dlogvar = 0.5 * ((dz * eps) * exp(logvar / 2));  deps = dz * exp(logvar / 2)
 Tensor reparameterize(const Tensor& mean, const Tensor& logvar, const Tensor& eps) {
-  return add(mul(eps, exp(scale(logvar, 0.5))), mean);
+  if (mean.device() != Device::CUDA) return add(mul(eps, exp(scale(logvar, 0.5))), mean);
+  detail::check_same_kind("reparameterize", {&mean, &logvar, &eps});
+  detail::check_same_shape("reparameterize", mean, logvar);
+  detail::check_same_shape("reparameterize", mean, eps);
+  Tensor z = Tensor::empty(mean.shape(), mean.dtype(), mean.device());
+  const int64_t n = mean.numel();
+  CVAE_CUDA_ONLY(kernels::cuda::reparameterize_fwd(n, mean.data<float>(), logvar.data<float>(), eps.data<float>(),
+                                                   z.data<float>(), cuda_stream()));
+  (void)n;
+  return attach(z, {mean, logvar, eps}, [mean, logvar, eps, n](const Tensor& dz) -> std::vector<Tensor> {
+    // mean's and logvar's gradients so far (the loss's terms) take this contribution in
+    // place when they may (grad_to_add_into): no separate add.
+    Tensor add_mean = grad_to_add_into(mean), add_logvar = grad_to_add_into(logvar);
+    Tensor dmean = add_mean.defined() ? add_mean : grad_buffer(mean);
+    Tensor dlogvar = add_logvar.defined() ? add_logvar : grad_buffer(logvar);
+    Tensor deps = grad_buffer(eps);
+    CVAE_CUDA_ONLY(kernels::cuda::reparameterize_bwd(n, logvar.data<float>(), eps.data<float>(), dz.data<float>(),
+                                                     ptr_or_null_mut<float>(dmean), add_mean.defined(),
+                                                     ptr_or_null_mut<float>(dlogvar), add_logvar.defined(),
+                                                     ptr_or_null_mut<float>(deps), cuda_stream()));
+    (void)n;
+    return {add_mean.defined() ? Tensor() : dmean, add_logvar.defined() ? Tensor() : dlogvar, deps};
+  });
 }
 
 Tensor reparameterize(const Tensor& mean, const Tensor& logvar, Philox& rng) {

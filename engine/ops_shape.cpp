@@ -58,35 +58,91 @@ int64_t reduced_count(const Tensor& x, const std::vector<size_t>& axes) {
 }
 
 // Copies `rows` rows of `bytes` bytes from src (row stride src_stride) to dst
-// (row stride dst_stride), all in bytes, on t's device.
-void copy_rows(const Tensor& t, char* dst, int64_t dst_stride, const char* src, int64_t src_stride,
-               int64_t rows, int64_t bytes) {
-  for (int64_t r = 0; r < rows; ++r) {
-    if (t.device() == Device::CPU) {
-      std::memcpy(dst + r * dst_stride, src + r * src_stride, static_cast<size_t>(bytes));
-    } else {
-      CVAE_CUDA_ONLY(kernels::cuda::memcpy_d2d(dst + r * dst_stride, src + r * src_stride,
-                                               static_cast<size_t>(bytes), cuda_stream()));
-    }
-  }
+// (row stride dst_stride), all in bytes: the CPU side of narrow1.
+void copy_rows(char* dst, int64_t dst_stride, const char* src, int64_t src_stride, int64_t rows,
+               int64_t bytes) {
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(dst + r * dst_stride, src + r * src_stride, static_cast<size_t>(bytes));
 }
 
-// Narrow along dim 1: y = x[:, start:start+len, ...]; dx = zeros with dy placed.
+// x seen as a [rows, cols] matrix (rows = size(0), cols = the rest), and where the piece
+// of dim 1 [start, start+len) lies in it: columns [start*inner, (start+len)*inner).
+struct Columns {
+  int64_t rows, cols, offset, width;
+};
+Columns columns_of(const Tensor& x, int64_t start, int64_t len) {
+  const int64_t inner = prod(x.shape(), 2, x.shape().size());
+  return {x.size(0), x.size(1) * inner, start * inner, len * inner};
+}
+
+// The gradient of a piece: zeros with dy placed at its columns (one kernel on the GPU,
+// which adds dy into x's gradient instead when another piece's is there already).
+BackwardFn place_piece(const Tensor& x, const Columns& c) {
+  return [x, c](const Tensor& dy) -> std::vector<Tensor> {
+    const Shape& xs = x.shape();
+    if (dy.device() == Device::CUDA) {
+      Tensor so_far = grad_to_add_into(x);
+      if (so_far.defined()) {
+        CVAE_CUDA_ONLY(kernels::cuda::place_cols(c.rows, c.cols, c.offset, c.width, dy.data<float>(),
+                                                 so_far.data<float>(), true, cuda_stream()));
+        return {Tensor()};
+      }
+      Tensor dx = Tensor::empty(xs, dy.dtype(), dy.device());
+      CVAE_CUDA_ONLY(kernels::cuda::place_cols(c.rows, c.cols, c.offset, c.width, dy.data<float>(),
+                                               dx.data<float>(), false, cuda_stream()));
+      return {dx};
+    }
+    Tensor dx = Tensor::zeros(xs, dy.dtype(), dy.device());
+    const int64_t es = static_cast<int64_t>(dtype_size(dy.dtype()));
+    copy_rows(static_cast<char*>(dx.raw()) + c.offset * es, c.cols * es, static_cast<const char*>(dy.raw()),
+              c.width * es, c.rows, c.width * es);
+    return {dx};
+  };
+}
+
+// Narrow along dim 1 on the CPU: y = x[:, start:start+len, ...]; dx = zeros with dy placed.
 Tensor narrow1(const Tensor& x, int64_t start, int64_t len) {
   Shape ys = x.shape();
   ys[1] = len;
-  int64_t es = static_cast<int64_t>(dtype_size(x.dtype()));
-  int64_t rows = x.size(0), inner = prod(x.shape(), 2, x.shape().size());
-  int64_t xrow = x.size(1) * inner * es, yrow = len * inner * es, off = start * inner * es;
+  const Columns c = columns_of(x, start, len);
+  const int64_t es = static_cast<int64_t>(dtype_size(x.dtype()));
   Tensor y = Tensor::empty(ys, x.dtype(), x.device());
-  copy_rows(x, static_cast<char*>(y.raw()), yrow, static_cast<const char*>(x.raw()) + off, xrow, rows, yrow);
-  Shape xs = x.shape();
-  return attach(y, {x}, [xs, rows, xrow, yrow, off](const Tensor& dy) -> std::vector<Tensor> {
-    Tensor dx = Tensor::zeros(xs, dy.dtype(), dy.device());
-    copy_rows(dy, static_cast<char*>(dx.raw()) + off, xrow, static_cast<const char*>(dy.raw()), yrow,
-              rows, yrow);
-    return {dx};
-  });
+  copy_rows(static_cast<char*>(y.raw()), c.width * es, static_cast<const char*>(x.raw()) + c.offset * es,
+            c.cols * es, c.rows, c.width * es);
+  return attach(y, {x}, place_piece(x, c));
+}
+
+// All pieces of a CUDA tensor in one strided-copy launch (no copy per row).
+std::vector<Tensor> split_cuda(const Tensor& x, const std::vector<int64_t>& sizes) {
+  std::vector<Tensor> out;
+  int64_t start = 0;
+#if defined(CVAE_HAVE_CUDA)
+  std::vector<kernels::cuda::ColumnPiece> pieces;
+#endif
+  for (int64_t s : sizes) {
+    Shape ys = x.shape();
+    ys[1] = s;
+    out.push_back(Tensor::empty(ys, x.dtype(), x.device()));
+#if defined(CVAE_HAVE_CUDA)
+    const Columns c = columns_of(x, start, s);
+    pieces.push_back({out.back().data<float>(), c.offset, c.width});
+#endif
+    start += s;
+  }
+#if defined(CVAE_HAVE_CUDA)
+  const Columns all = columns_of(x, 0, x.size(1));
+  constexpr size_t kMax = kernels::cuda::kMaxColumnPieces;
+  for (size_t first = 0; first < out.size(); first += kMax) {
+    kernels::cuda::split_cols(all.rows, all.cols, x.data<float>(), pieces.data() + first,
+                              static_cast<int>(std::min(out.size() - first, kMax)), cuda_stream());
+  }
+#endif
+  start = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = attach(out[i], {x}, place_piece(x, columns_of(x, start, sizes[i])));
+    start += sizes[i];
+  }
+  return out;
 }
 
 }  // namespace
@@ -165,6 +221,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes) {
   }
   check(total == x.size(1), "split",
         "sizes add up to " + std::to_string(total) + ", dim 1 is " + std::to_string(x.size(1)));
+  if (x.device() == Device::CUDA) return split_cuda(x, sizes);
   std::vector<Tensor> out;
   int64_t start = 0;
   for (int64_t s : sizes) {

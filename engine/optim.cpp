@@ -14,21 +14,20 @@
 
 namespace cvae {
 
-// Zeroes gradients in place rather than dropping them, so each parameter keeps
-// one gradient buffer for the whole run: the next backward adds into it, the
-// GPU Adam's pointer table never changes (no upload inside a step) and a step
-// can be captured into a CUDA graph. (Dropping them made the caching allocator
-// alternate two buffers from step to step.) A buffer shared with another
-// tensor is replaced instead of being written.
+// Zeroes gradients without dropping them, so each parameter keeps one gradient
+// buffer for the whole run: the GPU Adam's pointer table never changes (no upload
+// inside a step) and a step can be captured into a CUDA graph. (Dropping them made
+// the caching allocator alternate two buffers from step to step.) Nothing is filled:
+// the buffer is marked pending zero, and the next backward's first contribution
+// writes it (autograd.h: grad_destination); a gradient read before any contribution
+// is filled with zeros then. A buffer shared with another tensor is replaced.
 void Optimizer::zero_grad() {
   for (auto& [name, p] : params_) {
     TensorImpl* impl = p.impl();
     if (!impl->grad) continue;
-    if (impl->grad.use_count() > 1 || impl->grad->storage.use_count() > 1) {
-      impl->grad = Tensor::zeros(p.shape(), p.dtype(), p.device()).impl_ptr();
-    } else {
-      Tensor(impl->grad).fill_(0.0);
-    }
+    if (impl->grad.use_count() > 1 || impl->grad->storage.use_count() > 1)
+      impl->grad = Tensor::empty(p.shape(), p.dtype(), p.device()).impl_ptr();
+    impl->grad_zero_pending = true;
   }
 }
 
@@ -74,18 +73,24 @@ void Adam::step_cuda() {
   auto* stream = cuda_stream();
   const size_t bytes = table.size() * sizeof(kernels::cuda::AdamTensor);
   const bool moved = table_host_.size() != bytes || std::memcmp(table_host_.data(), table.data(), bytes) != 0;
-  if ((moved || !device_step_) && cuda_capturing()) {
+  const bool lr_stale = !device_lr_ || lr_uploaded_ != opt_.lr;
+  if ((moved || !device_step_ || lr_stale) && cuda_capturing()) {
     // A copy inside a capture would be replayed from host memory that has changed by
     // then (or fail the capture): the table and the counter must be on the device already.
     throw std::logic_error(std::string("Adam::step inside a CUDA graph capture: ") +
                            (moved ? "a parameter or gradient moved since the last step"
-                                  : "the step counter is not on the device yet") +
+                                  : "the step counter or learning rate is not on the device yet") +
                            "; run a step eagerly (after zero_grad) before capturing");
   }
   if (!device_step_) {  // the counter lives on the device; seeded from the host count once
     device_step_ = std::make_shared<Storage>(sizeof(int64_t), cuda_allocator());
     step_seed_ = step_ - 1;  // a member: the copy never reads a dead stack slot
     kernels::cuda::memcpy_h2d(device_step_->data, &step_seed_, sizeof step_seed_, stream);
+  }
+  if (lr_stale) {  // read by the kernel, so a captured step follows a changed rate once uploaded
+    if (!device_lr_) device_lr_ = std::make_shared<Storage>(sizeof(double), cuda_allocator());
+    lr_uploaded_ = opt_.lr;
+    kernels::cuda::memcpy_h2d(device_lr_->data, &lr_uploaded_, sizeof lr_uploaded_, stream);
   }
   if (moved) {
     // First step, or gradients reallocated elsewhere: rewrite the table, in place when
@@ -96,11 +101,11 @@ void Adam::step_cuda() {
     if (!table_dev_ || table_dev_->bytes != bytes) table_dev_ = std::make_shared<Storage>(bytes, cuda_allocator());
     kernels::cuda::memcpy_h2d(table_dev_->data, table_host_.data(), bytes, stream);
   }
-  auto* step_dev = static_cast<int64_t*>(device_step_->data);
-  kernels::cuda::adam_increment_step(step_dev, stream);
+  // The launch takes step *step_dev + 1 and stores it there.
   kernels::cuda::adam_step_multi(static_cast<const kernels::cuda::AdamTensor*>(table_dev_->data),
-                                 static_cast<int>(table.size()), total, step_dev, opt_.lr,
-                                 opt_.beta1, opt_.beta2, opt_.eps, stream);
+                                 static_cast<int>(table.size()), total, static_cast<int64_t*>(device_step_->data),
+                                 static_cast<const double*>(device_lr_->data), opt_.beta1, opt_.beta2,
+                                 opt_.eps, stream);
 #endif
 }
 

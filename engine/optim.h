@@ -37,6 +37,10 @@ class Adam : public Optimizer {
   void step() override;  // parameters without a gradient are skipped
   int64_t steps() const { return step_; }
   void set_steps(int64_t s);
+  // The host's count for a captured step (the device counts itself): a capture takes no
+  // step (uncount_capture), each replay one (count_replay).
+  void count_replay() { ++step_; }
+  void uncount_capture() { --step_; }
   // First and second moments named "<param>.exp_avg" / "<param>.exp_avg_sq".
   NamedTensors state() const;
   const AdamOptions& options() const { return opt_; }
@@ -46,10 +50,12 @@ class Adam : public Optimizer {
   AdamOptions opt_;
   int64_t step_ = 0;  // counted on the host too, for checkpoints (no read-back)
   std::vector<Tensor> m_, v_;
-  // GPU: the pointer table of the single-launch update and the step counter.
+  // GPU: the pointer table of the single-launch update, the count of steps taken and
+  // the learning rate, all read on the device (the launch advances the count).
   std::vector<char> table_host_;  // what table_dev_ holds (also the upload's source)
   int64_t step_seed_ = 0;          // the upload's source for device_step_
-  std::shared_ptr<Storage> table_dev_, device_step_;
+  double lr_uploaded_ = 0;         // the upload's source for device_lr_
+  std::shared_ptr<Storage> table_dev_, device_step_, device_lr_;
 };
 
 class SGD : public Optimizer {

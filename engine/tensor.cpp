@@ -219,6 +219,17 @@ Tensor& Tensor::set_requires_grad(bool on) {
   return *this;
 }
 
-void Tensor::zero_grad() { impl_->grad.reset(); }
+void Tensor::zero_grad() {
+  impl_->grad.reset();
+  impl_->grad_zero_pending = false;
+}
+
+Tensor Tensor::grad() const {
+  if (impl_->grad && impl_->grad_zero_pending) {  // no contribution since Optimizer::zero_grad
+    impl_->grad_zero_pending = false;
+    Tensor(impl_->grad).fill_(0.0);
+  }
+  return Tensor(impl_->grad);
+}
 
 }  // namespace cvae

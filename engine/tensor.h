@@ -49,6 +49,10 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;    // accumulated by backward()
   std::shared_ptr<Node> grad_fn;       // null for leaves and for results of no-grad code
+  // The gradient is zero, but its buffer (kept for the next backward, optim.cpp) still
+  // holds old values: the first contribution writes it instead of adding, and reading it
+  // before any contribution (Tensor::grad) fills it with zeros.
+  bool grad_zero_pending = false;
 };
 
 class Tensor {
@@ -93,7 +97,7 @@ class Tensor {
   // --- autograd ------------------------------------------------------------
   bool requires_grad() const { return impl_->requires_grad; }
   Tensor& set_requires_grad(bool on = true);
-  Tensor grad() const { return Tensor(impl_->grad); }  // undefined until a backward
+  Tensor grad() const;  // undefined until a backward (zeros after zero_grad, see TensorImpl)
   void zero_grad();                                    // drops the gradient
   bool is_leaf() const { return impl_->grad_fn == nullptr; }
   // Reverse-mode sweep from this scalar: accumulates d(this)/d(leaf) into the

@@ -355,6 +355,81 @@ TEST_F(App, MalformedCheckpointsAreNamed) {
   EXPECT_FALSE(fs::exists(root_ + "/x.safetensors"));
 }
 
+// On the CUDA device (a GPU, or the emulated one) each metrics.jsonl line carries what a
+// step of that epoch queued: the kernels of the step (about 40 for the CVAE: at most 40
+// eagerly once Adam's uploads are behind it), the copies (Adam's table, step and learning
+// rate, once, over 2 steps), the host syncs (the loss read back once an epoch with
+// --log-every 50), and whether the step ran as a CUDA graph.
+TEST_F(App, CudaTrainingWritesPerStepCounts) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device (not even the emulated one) in this build";
+  const std::string out = root_ + "/cuda_counts";
+  RunResult r = run_cvae("train --device cuda --data " + data_ + " --out " + out +
+                         " --epochs 1 --batch-size 8 --latent-dim 2 --limit-train 16 --limit-test 8 --log-every 50 --seed 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::istringstream lines(read_text(out + "/metrics.jsonl"));
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j.at("device").get<std::string>(), "cuda");
+  const double kernels = j.at("kernels_per_step").get<double>();
+  EXPECT_GE(kernels, 30) << line;
+  EXPECT_LE(kernels, 42) << line;  // the first step's seed fill and the read's refill on top of 40
+  EXPECT_EQ(j.at("copies_per_step").get<double>(), 1.5) << line;      // 3 uploads / 2 steps
+  EXPECT_EQ(j.at("host_syncs_per_step").get<double>(), 0.5) << line;  // 1 read / 2 steps
+  EXPECT_FALSE(j.at("cuda_graph").get<bool>()) << line;
+}
+
+// The CUDA graph of the whole step (the default on the GPU) against the same step queued
+// eagerly (--no-graph), bitwise, over 3 epochs of 3 steps (16, 16 and a partial 8: the
+// first two full batches warm the graph's pool, the third is captured and replayed, the
+// partial ones run eagerly, later full ones replay), and a run resumed after its second
+// epoch (a new process warms and captures anew) against both.
+TEST_F(App, CudaGraphReplayEqualsEagerAcrossEpochsPartialBatchesAndResume) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device (not even the emulated one) in this build";
+#if defined(__SANITIZE_ADDRESS__)
+  // Four emulated trainings take ten times as long under ASan; capture and replay are
+  // checked there by CudaTraining.GraphReplayEqualsEagerBitwise, on smaller work.
+  GTEST_SKIP() << "run in the unsanitized build";
+#endif
+  const std::string args = " --device cuda --data " + data_ +
+                           " --batch-size 16 --latent-dim 2 --limit-train 40 --limit-test 8 --log-every 50 --seed 2";
+  const std::string graphed = root_ + "/graphed", eager = root_ + "/eager", resumed = root_ + "/resumed";
+  RunResult g = run_cvae("train --epochs 3 --out " + graphed + args);
+  ASSERT_EQ(g.code, 0) << g.output;
+  RunResult e = run_cvae("train --epochs 3 --no-graph --out " + eager + args);
+  ASSERT_EQ(e.code, 0) << e.output;
+  RunResult r1 = run_cvae("train --epochs 2 --out " + resumed + args);
+  ASSERT_EQ(r1.code, 0) << r1.output;
+  RunResult r2 = run_cvae("train --resume " + resumed + " --epochs 3 --device cuda --log-every 50");
+  ASSERT_EQ(r2.code, 0) << r2.output;
+  SafeTensors sg = load_safetensors(graphed + "/checkpoint.safetensors");
+  for (const std::string& other : {eager, resumed}) {
+    SCOPED_TRACE(other);
+    SafeTensors so = load_safetensors(other + "/checkpoint.safetensors");
+    ASSERT_EQ(sg.tensors.size(), so.tensors.size());
+    for (const auto& [name, t] : sg.tensors) {
+      const Tensor& u = so.at(name);
+      ASSERT_EQ(t.nbytes(), u.nbytes()) << name;
+      EXPECT_EQ(std::memcmp(t.raw(), u.raw(), t.nbytes()), 0) << name << " differs";
+    }
+    EXPECT_EQ(sg.metadata.at("step"), so.metadata.at("step"));
+  }
+  std::istringstream lines(read_text(graphed + "/metrics.jsonl"));
+  std::string first, second, third;
+  ASSERT_TRUE(std::getline(lines, first) && std::getline(lines, second) && std::getline(lines, third));
+  auto j1 = nlohmann::json::parse(first), j2 = nlohmann::json::parse(third);
+  EXPECT_FALSE(j1.at("cuda_graph").get<bool>()) << first;  // warm-up steps and a partial one
+  EXPECT_TRUE(nlohmann::json::parse(second).at("cuda_graph").get<bool>()) << second;
+  EXPECT_DOUBLE_EQ(j2.at("graph_launches_per_step").get<double>(), 2.0 / 3) << third;  // the full batches
+  EXPECT_TRUE(j2.at("cuda_graph").get<bool>()) << third;
+  EXPECT_EQ(j2.at("copies_per_step").get<double>(), 0.0) << third;
+  EXPECT_LE(j2.at("kernels_per_step").get<double>(), 40) << third;  // the graph's kernel nodes count
+  EXPECT_EQ(j2.at("host_syncs_per_step").get<double>(), 1.0 / 3) << third;  // the epoch's one read
+  auto je = nlohmann::json::parse(read_text(eager + "/metrics.jsonl").substr(0, read_text(eager + "/metrics.jsonl").find('\n')));
+  EXPECT_FALSE(je.at("cuda_graph").get<bool>());
+  EXPECT_EQ(j1.at("train_loss").get<double>(), je.at("train_loss").get<double>());
+}
+
 TEST_F(App, WrongModelForTheCommandIsRefused) {
   if (!cuda_available())  // a GPU, or the emulated one (CVAE_CUDA=EMULATE), trains
     expect_refused(run_cvae("train --device cuda --data " + data_ + " --out " + root_ + "/cuda"), {"cuda"});

@@ -200,6 +200,40 @@ TEST(CudaConv, FpropBiasActMatchesCpu) {
 #endif
 }
 
+// conv2d_dgrad_bias_act (a transposed conv's forward with its epilogue) against the CPU
+// twin, and bitwise its own dgrad + bias[c] then ReLU (the epilogue adds nothing else).
+TEST(CudaConv, DgradBiasActMatchesCpu) {
+  CVAE_REQUIRE_GPU();
+#if defined(CVAE_HAVE_CUDA)
+  for (const auto& [name, s] : shapes()) {
+    Problem pr(s);
+    const auto bias = random_vector<float>(s.C, 8);
+    DeviceBuffer<float> dbias(bias);
+    const auto plain = pr.dgrad();
+    const double atol = atol_for(dgrad_terms(s), pr.dy, pr.w);
+    std::vector<float> work(kc::conv2d_workspace_elems(s));
+    for (bool with_bias : {true, false})
+      for (bool relu : {true, false}) {
+        SCOPED_TRACE(name + (with_bias ? " bias" : " no bias") + (relu ? " relu" : " linear"));
+        std::vector<float> ref(x_elems(s)), own = plain;
+        kc::cpu::conv2d_dgrad_bias_act<float>(s, pr.dy.data(), pr.w.data(), with_bias ? bias.data() : nullptr,
+                                              relu, ref.data(), work.data());
+        const size_t hw = (size_t)s.H * s.W;
+        for (size_t i = 0; i < own.size(); ++i) {
+          if (with_bias) own[i] += bias[(i / hw) % s.C];
+          if (relu) own[i] = own[i] < 0.f ? 0.f : own[i];
+        }
+        pr.out_x.poison();
+        kc::cuda::conv2d_dgrad_bias_act(s, pr.ddy_in.get(), pr.dw_in.get(), with_bias ? dbias.get() : nullptr, relu,
+                                        pr.out_x.get(), test_stream());
+        const auto got = pr.out_x.download();
+        EXPECT_TRUE(all_close(got, ref, kRtol, atol));
+        EXPECT_TRUE(bitwise_equal(got, own));
+      }
+  }
+#endif
+}
+
 // No atomics, fixed summation orders: a second run gives the same bits.
 TEST(CudaConv, RunsAreBitwiseRepeatable) {
   CVAE_REQUIRE_GPU();

@@ -5,7 +5,10 @@
 
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -181,7 +184,80 @@ TEST(CudaElementwise, Bias) {
     EXPECT_TRUE(sum_close(db1, db_ref)) << "bias_add_bwd";
     gpu::bias_add_bwd(s.N, s.C, s.HW, dx.get(), ddb.get(), test_stream());
     EXPECT_TRUE(bitwise_equal(ddb.download(), db1)) << "bias_add_bwd not deterministic";
+
+    // The ReLU backward fused into the reduction, with y = the ReLU output above (zeros
+    // and positives) and dy = x: dpre bitwise, db as a sum, the same bits when repeated.
+    std::vector<float> dpre_ref(n), dbr_ref(static_cast<size_t>(s.C));
+    cpu::bias_relu_bwd<float>(s.N, s.C, s.HW, ref_relu.data(), x.data(), dpre_ref.data(), dbr_ref.data());
+    DeviceBuffer<float> dyrelu(ref_relu), ddpre(n);
+    ddpre.poison();
+    ddb.poison();
+    gpu::bias_relu_bwd(s.N, s.C, s.HW, dyrelu.get(), dx.get(), ddpre.get(), ddb.get(), test_stream());
+    EXPECT_TRUE(same_bits(ddpre.download(), dpre_ref)) << "bias_relu_bwd dpre";
+    const auto dbr1 = ddb.download();
+    EXPECT_TRUE(sum_close(dbr1, dbr_ref)) << "bias_relu_bwd db";
+    gpu::bias_relu_bwd(s.N, s.C, s.HW, dyrelu.get(), dx.get(), ddpre.get(), ddb.get(), test_stream());
+    EXPECT_TRUE(bitwise_equal(ddb.download(), dbr1)) << "bias_relu_bwd not deterministic";
   }
+}
+
+// split_cols puts every piece of a [rows, cols] matrix's columns in one launch; place_cols
+// puts a piece back (zeros elsewhere) or adds it in. Copies: bitwise.
+TEST(CudaElementwise, SplitAndPlaceColumns) {
+  CVAE_REQUIRE_GPU();
+  struct S { int64_t rows, cols; std::vector<int64_t> widths; };
+  for (const S& s : {S{100, 100, {50, 50}}, S{3, 7, {1, 0, 4, 2}}, S{1, 5, {5}}, S{257, 33, {16, 17}}}) {
+    SCOPED_TRACE("rows=" + std::to_string(s.rows) + " cols=" + std::to_string(s.cols));
+    const auto x = nonzero(static_cast<size_t>(s.rows * s.cols), 61);
+    DeviceBuffer<float> dx(x);
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> out;
+    std::vector<gpu::ColumnPiece> pieces;
+    int64_t offset = 0;
+    for (int64_t w : s.widths) {
+      out.push_back(std::make_unique<DeviceBuffer<float>>(static_cast<size_t>(std::max<int64_t>(1, s.rows * w))));
+      out.back()->poison();
+      pieces.push_back({out.back()->get(), offset, w});
+      offset += w;
+    }
+    gpu::split_cols(s.rows, s.cols, dx.get(), pieces.data(), static_cast<int>(pieces.size()), test_stream());
+    DeviceBuffer<float> back(x.size()), acc(x.size());
+    for (size_t q = 0; q < pieces.size(); ++q) {
+      const int64_t off = pieces[q].offset, w = pieces[q].width;
+      if (w == 0) continue;
+      std::vector<float> want(static_cast<size_t>(s.rows * w)), placed(x.size(), 0.f);
+      for (int64_t r = 0; r < s.rows; ++r)
+        for (int64_t c = 0; c < w; ++c) {
+          want[static_cast<size_t>(r * w + c)] = x[static_cast<size_t>(r * s.cols + off + c)];
+          placed[static_cast<size_t>(r * s.cols + off + c)] = x[static_cast<size_t>(r * s.cols + off + c)];
+        }
+      EXPECT_TRUE(same_bits(out[q]->download(), want)) << "piece " << q;
+      back.poison();
+      gpu::place_cols(s.rows, s.cols, off, w, out[q]->get(), back.get(), false, test_stream());
+      EXPECT_TRUE(same_bits(back.download(), placed)) << "place_cols, piece " << q;
+    }
+    // Accumulating every piece into 1s gives x + 1 (each column is in exactly one piece).
+    std::vector<float> ones(x.size(), 1.f), want(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want[i] = x[i] + 1.f;
+    acc.upload(ones);
+    for (size_t q = 0; q < pieces.size(); ++q)
+      gpu::place_cols(s.rows, s.cols, pieces[q].offset, pieces[q].width, out[q]->get(), acc.get(), true,
+                      test_stream());
+    EXPECT_TRUE(same_bits(acc.download(), want)) << "place_cols accumulating";
+  }
+  EXPECT_THROW(gpu::place_cols(2, 4, 3, 2, nullptr, nullptr, false, test_stream()), std::invalid_argument);
+}
+
+// A ring of per-step scalars: each launch stores *value at *count % capacity and counts.
+TEST(CudaElementwise, AppendToRing) {
+  CVAE_REQUIRE_GPU();
+  DeviceBuffer<float> ring(std::vector<float>(3, -1.f)), value(1);
+  DeviceBuffer<int64_t> count(std::vector<int64_t>{0});
+  for (int i = 0; i < 4; ++i) {
+    value.upload(std::vector<float>{static_cast<float>(10 + i)});
+    gpu::append_to_ring(value.get(), ring.get(), 3, count.get(), test_stream());
+  }
+  EXPECT_EQ(count.download()[0], 4);
+  EXPECT_EQ(ring.download(), (std::vector<float>{13.f, 11.f, 12.f}));
 }
 
 TEST(CudaElementwise, SumAndBroadcastMid) {
@@ -299,6 +375,35 @@ TEST(CudaGemm, OursMatchesCublas) {
   gpu::cublas_gemm(false, false, M, N, K, 1.f, dA.get(), K, dB.get(), N, 0.f, c2.get(), N,
                    test_stream());
   EXPECT_TRUE(sum_close(c1.download(), c2.download()));
+}
+
+// The dense layer's forward, bias and ReLU in the GEMM's epilogue, against the CPU twin;
+// the CVAE's skinny layers at batch 100 split K over blocks (deterministically).
+TEST(CudaGemm, LinearFwdEpilogueMatchesCpu) {
+  CVAE_REQUIRE_GPU();
+  struct S { int N, in, out; };
+  for (S s : {S{100, 2304, 100}, S{100, 50, 1568}, S{7, 13, 5}, S{33, 1001, 9}}) {
+    auto x = nonzero(static_cast<size_t>(s.N) * s.in, 101), w = nonzero(static_cast<size_t>(s.out) * s.in, 102);
+    auto b = nonzero(static_cast<size_t>(s.out), 103);
+    DeviceBuffer<float> dx(x), dw(w), db(b), dy(static_cast<size_t>(s.N) * s.out);
+    for (bool with_bias : {true, false})
+      for (bool relu : {true, false}) {
+        SCOPED_TRACE("N=" + std::to_string(s.N) + " in=" + std::to_string(s.in) + " out=" + std::to_string(s.out) +
+                     (with_bias ? " bias" : "") + (relu ? " relu" : ""));
+        std::vector<float> ref(dy.size());
+        cpu::linear_fwd<float>(s.N, s.in, s.out, x.data(), w.data(), with_bias ? b.data() : nullptr, relu, ref.data());
+        dy.poison();
+        gpu::linear_fwd(s.N, s.in, s.out, dx.get(), dw.get(), with_bias ? db.get() : nullptr, relu, dy.get(),
+                        test_stream());
+        const auto got = dy.download();
+        // |x w| <= in (|x|, |w| < 1): the GEMM's sum tolerance relative to that size.
+        EXPECT_TRUE(all_close(got, ref, kSumRtol, kSumAtolScale * std::sqrt(static_cast<double>(s.in))));
+        dy.poison();
+        gpu::linear_fwd(s.N, s.in, s.out, dx.get(), dw.get(), with_bias ? db.get() : nullptr, relu, dy.get(),
+                        test_stream());
+        EXPECT_TRUE(bitwise_equal(dy.download(), got)) << "not deterministic";
+      }
+  }
 }
 
 TEST(CudaGemm, KZeroScalesC) {
@@ -432,6 +537,63 @@ TEST(CudaRandom, BitIdenticalToCpu) {
     const auto gotu = dd.download();
     EXPECT_EQ(std::memcmp(gotu.data(), refd.data(), un * sizeof(double)), 0) << "uniform_fill<double>";
   }
+}
+
+// The reparameterisation in one pass each way, bitwise the CPU's chain of ops
+// (scale, exp, mul, add and their backwards; on a GPU expf may differ by an ulp or two).
+TEST(CudaRandom, ReparameterizeMatchesTheCpuChain) {
+  CVAE_REQUIRE_GPU();
+  for (int64_t n : {int64_t{1}, int64_t{5000}, int64_t{70001}}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    const size_t un = static_cast<size_t>(n);
+    auto mean = nonzero(un, 111), logvar = random_vector<float>(un, 112, -4.0, 4.0), eps = nonzero(un, 113);
+    auto dz = nonzero(un, 114), dm0 = nonzero(un, 115);
+    std::vector<float> half(un), e(un), z(un), ez(un);
+    cpu::scale<float>(n, 0.5f, logvar.data(), half.data());
+    cpu::exp_fwd<float>(n, half.data(), e.data());
+    cpu::mul<float>(n, eps.data(), e.data(), ez.data());
+    cpu::add<float>(n, ez.data(), mean.data(), z.data());
+    std::vector<float> de(un), dhalf(un), dlv(un), deps(un), dm_acc = dm0;
+    cpu::mul<float>(n, dz.data(), eps.data(), de.data());   // d(eps * e)/de
+    cpu::mul<float>(n, de.data(), e.data(), dhalf.data());  // exp's backward: dy * y
+    cpu::scale<float>(n, 0.5f, dhalf.data(), dlv.data());
+    cpu::mul<float>(n, dz.data(), e.data(), deps.data());
+    cpu::axpy<float>(n, 1.f, dz.data(), dm_acc.data());
+    DeviceBuffer<float> d_mean(mean), d_lv(logvar), d_eps(eps), d_z(un), d_dz(dz), d_dm(dm0), d_dlv(un), d_deps(un);
+    d_z.poison();
+    gpu::reparameterize_fwd(n, d_mean.get(), d_lv.get(), d_eps.get(), d_z.get(), test_stream());
+    EXPECT_TRUE(libm_close(d_z.download(), z)) << "z";
+    d_dlv.poison();
+    d_deps.poison();
+    gpu::reparameterize_bwd(n, d_lv.get(), d_eps.get(), d_dz.get(), d_dm.get(), true, d_dlv.get(), false,
+                            d_deps.get(), test_stream());
+    EXPECT_TRUE(same_bits(d_dm.download(), dm_acc)) << "dmean accumulated";
+    EXPECT_TRUE(libm_close(d_dlv.download(), dlv)) << "dlogvar";
+    EXPECT_TRUE(libm_close(d_deps.download(), deps)) << "deps";
+    gpu::reparameterize_bwd(n, d_lv.get(), d_eps.get(), d_dz.get(), d_dm.get(), false, nullptr, false, nullptr,
+                            test_stream());
+    EXPECT_TRUE(same_bits(d_dm.download(), dz)) << "dmean written";
+  }
+}
+
+// normal_fill at an offset held on the device: the same numbers as normal_fill there,
+// and the offset advances by the Philox blocks used, so two launches continue the stream.
+TEST(CudaRandom, NormalFillFromDeviceContinuesTheStream) {
+  CVAE_REQUIRE_GPU();
+  const int64_t n = 1001;  // 251 Philox blocks (the last one partly used)
+  const uint64_t seed = 99, start = (uint64_t{1} << 40) + 3;
+  std::vector<float> ref1(n), ref2(n);
+  cpu::normal_fill<float>(n, seed, start, ref1.data());
+  cpu::normal_fill<float>(n, seed, start + 251, ref2.data());
+  DeviceBuffer<uint64_t> offset(std::vector<uint64_t>{start});
+  DeviceBuffer<float> y(static_cast<size_t>(n));
+  y.poison();
+  gpu::normal_fill_from_device(n, seed, offset.get(), y.get(), test_stream());
+  EXPECT_TRUE(bitwise_equal(y.download(), ref1));
+  EXPECT_EQ(offset.download()[0], start + 251);
+  gpu::normal_fill_from_device(n, seed, offset.get(), y.get(), test_stream());
+  EXPECT_TRUE(bitwise_equal(y.download(), ref2));
+  EXPECT_EQ(offset.download()[0], start + 502);
 }
 
 #else  // built without CUDA: one test that says so

@@ -296,6 +296,7 @@ TEST(CudaOptim, AdamMultiMatchesCpuOverThreeSteps) {
   AdamSet set(7);
   DeviceBuffer<kc::AdamTensor> d_table(set.table());
   DeviceBuffer<int64_t> d_step(std::vector<int64_t>{0});
+  DeviceBuffer<double> d_lr(std::vector<double>{kLr});
   for (int64_t step = 1; step <= 3; ++step) {
     // A new gradient every step.
     for (size_t k = 0; k < set.sizes.size(); ++k) {
@@ -303,9 +304,8 @@ TEST(CudaOptim, AdamMultiMatchesCpuOverThreeSteps) {
       set.g[k] = random_vector<float>(set.sizes[k], 1000 + 10 * static_cast<uint32_t>(step + k), -0.5, 0.5);
       set.dg[k]->upload(set.g[k]);
     }
-    kc::adam_increment_step(d_step.get(), test_stream());
     kc::adam_step_multi(d_table.get(), static_cast<int>(set.sizes.size()), set.total, d_step.get(),
-                        kLr, kB1, kB2, kEps, test_stream());
+                        d_lr.get(), kB1, kB2, kEps, test_stream());
     set.cpu_step(step, kLr, kB1, kB2, kEps);
     SCOPED_TRACE(::testing::Message() << "step " << step);
     set.expect_matches_cpu();
@@ -322,11 +322,11 @@ TEST(CudaOptim, AdamMultiInACapturedGraph) {
   AdamSet set(77);
   DeviceBuffer<kc::AdamTensor> d_table(set.table());
   DeviceBuffer<int64_t> d_step(std::vector<int64_t>{0});
+  DeviceBuffer<double> d_lr(std::vector<double>{kLr});
   kc::stream_synchronize(test_stream());  // the uploads are done before capture starts
   kc::graph_capture_begin(test_stream());
-  kc::adam_increment_step(d_step.get(), test_stream());
   kc::adam_step_multi(d_table.get(), static_cast<int>(set.sizes.size()), set.total, d_step.get(),
-                      kLr, kB1, kB2, kEps, test_stream());
+                      d_lr.get(), kB1, kB2, kEps, test_stream());
   void* graph = kc::graph_capture_end(test_stream());
   for (int64_t step = 1; step <= 3; ++step) {
     kc::graph_launch(graph, test_stream());
@@ -347,10 +347,10 @@ TEST(CudaOptim, AdamMultiIsDeterministic) {
     AdamSet set(5);
     DeviceBuffer<kc::AdamTensor> d_table(set.table());
     DeviceBuffer<int64_t> d_step(std::vector<int64_t>{0});
+  DeviceBuffer<double> d_lr(std::vector<double>{kLr});
     for (int s = 0; s < 3; ++s) {
-      kc::adam_increment_step(d_step.get(), test_stream());
       kc::adam_step_multi(d_table.get(), static_cast<int>(set.sizes.size()), set.total,
-                          d_step.get(), kLr, kB1, kB2, kEps, test_stream());
+                          d_step.get(), d_lr.get(), kB1, kB2, kEps, test_stream());
     }
     // Parameters and both moments of every non-empty tensor (the empty tensor's
     // 1-element placeholder is never written: comparing it would prove nothing).
@@ -438,6 +438,40 @@ TEST(CudaData, GatherBatchMatchesCpuBitwise) {
         const std::vector<float> got = d_x.download();
         EXPECT_TRUE(same_bits(got, want)) << all_close(got, want, 0.0, 0.0).message();
       }
+    }
+  }
+#endif
+}
+
+// The batch read at a cursor on the device (what a captured step gathers at each replay):
+// the rows order[position ...] with the cursor's epoch, bitwise gather_batch's, and the
+// cursor moved past them, so consecutive launches walk the epoch's order.
+TEST(CudaData, GatherBatchAtACursorWalksTheOrder) {
+  CVAE_REQUIRE_GPU();
+#if defined(CVAE_HAVE_CUDA)
+  const cvae::IdxImages im = make_images(50, 28, 28, 11);
+  std::vector<int64_t> order;
+  for (int i = 0; i < 50; ++i) order.push_back((i * 17 + 3) % 50);
+  DeviceBuffer<uint8_t> d_images(im.pixels);
+  DeviceBuffer<int64_t> d_order(order);
+  const uint64_t seed = 77;
+  for (int mode : {0, 1}) {
+    DeviceBuffer<kc::BatchCursor> cursor(std::vector<kc::BatchCursor>{{5, 3}});
+    int64_t position = 5;
+    for (int n : {20, 7}) {
+      SCOPED_TRACE(::testing::Message() << "mode " << mode << " batch of " << n << " at " << position);
+      const cvae::Tensor ref = cvae::gather_batch(im, order.data() + position, n,
+                                                  mode == 0 ? cvae::Binarize::Threshold : cvae::Binarize::Dynamic,
+                                                  seed, 3);
+      const float* r = ref.data<float>();
+      const std::vector<float> want(r, r + static_cast<size_t>(n) * 784);
+      Poisoned d_x(static_cast<size_t>(n) * 784);
+      kc::gather_batch_at(d_images.get(), 784, d_order.get(), cursor.get(), n, mode, seed, d_x.get(), test_stream());
+      EXPECT_TRUE(same_bits(d_x.download(), want));
+      position += n;
+      const kc::BatchCursor now = cursor.download()[0];
+      EXPECT_EQ(now.position, position);
+      EXPECT_EQ(now.epoch, 3);
     }
   }
 #endif

@@ -193,10 +193,46 @@ TEST(CudaTraining, NoHostSyncInsideAStep) {
     loss.backward();
     adam.step();
   };
-  for (int i = 0; i < 2; ++i) step();  // warm the allocator cache
   CudaGraph graph;
+  for (int i = 0; i < 2; ++i) graph.run_in_pool(step);  // warm the graph's pool
   EXPECT_NO_THROW(graph.capture(step));
   cuda_synchronize();
+#endif
+}
+
+// Issue 8's count at the tutorial's GPU size, batch 100, latent 50: after one warm step
+// (Adam's table, step and rate go up once), a step queues at most 40 kernels, no copy or
+// memset (no copy per batch row: split is one kernel) and no host synchronisation. The
+// counts are the runtime wrapper's and the launch helper's (engine/device.h: cuda_counts).
+TEST(CudaTraining, AStepAtBatch100QueuesAtMost40KernelsAndNoCopies) {
+  CVAE_REQUIRE_GPU();
+  // Counts do not depend on the build; two steps at batch 100 would take minutes here.
+  if (testing::kSanitized) GTEST_SKIP() << "counted in the unsanitized emulated run (the same kernels)";
+#if defined(CVAE_HAVE_CUDA)
+  CVAE model(50, 5);
+  model.to_device(Device::CUDA);
+  Adam adam(model.named_parameters(), AdamOptions{1e-3});
+  Philox noise{9, 0};
+  Tensor x = bars(100, 0).to_device(Device::CUDA);
+  auto step = [&] {
+    Tensor loss = cvae_loss(model, x, noise, KlMode::MonteCarlo);
+    adam.zero_grad();
+    loss.backward();
+    adam.step();
+  };
+  step();  // warm: uploads, the cached seed gradient, gradient buffers
+  const CudaCounts before = cuda_counts();
+  step();
+  const CudaCounts c = cuda_counts() - before;
+  EXPECT_LE(c.kernels, 40);
+  EXPECT_GE(c.kernels, 30);  // every layer's forward and backward really ran (7 layers, ~5 each)
+  EXPECT_EQ(c.copies, 0);
+  EXPECT_EQ(c.host_syncs, 0);
+  EXPECT_EQ(c.graph_launches, 0);
+  std::printf("one eager step, batch 100, latent 50: %lld kernels, %lld copies, %lld host syncs\n",
+              static_cast<long long>(c.kernels), static_cast<long long>(c.copies),
+              static_cast<long long>(c.host_syncs));
+  cuda_synchronize();  // the host reads the counts only; the work finishes before the model dies
 #endif
 }
 
@@ -220,21 +256,22 @@ TEST(CudaTraining, GraphReplayEqualsEagerBitwise) {
     loss.backward();
     a.step();
   };
-  for (int i = 0; i < 2; ++i) {  // warm the allocator cache (and build Adam's table) eagerly
-    step(*eager, adam_e);
-    step(*graphed, adam_g);
-  }
   CudaGraph graph;
+  for (int i = 0; i < 2; ++i) {  // warm the graph's pool (and build Adam's table) eagerly
+    step(*eager, adam_e);
+    graph.run_in_pool([&] { step(*graphed, adam_g); });
+  }
   const int64_t before_capture = cuda_memory_stats().reserved;
   graph.capture([&] { step(*graphed, adam_g); });  // captures, does not run
   EXPECT_EQ(cuda_memory_stats().reserved, before_capture);  // the body hit the warm cache
-  // Eager steps first, then the replays: blocks the captured body freed went
-  // back to the cache, and eager tensors placed there would be overwritten by
-  // a replay (graph.h: no private pool yet).
+  // Eager steps interleaved with the replays: the graph's blocks are its own pool's
+  // (graph.h), so eager tensors never sit where a replay writes.
   const int runs = testing::kSanitized ? 1 : 3;
-  for (int i = 0; i < runs; ++i) step(*eager, adam_e);
   const int64_t before_replays = cuda_memory_stats().reserved;
-  for (int i = 0; i < runs; ++i) graph.replay();
+  for (int i = 0; i < runs; ++i) {
+    step(*eager, adam_e);
+    graph.replay();
+  }
   cuda_synchronize();  // the host compares the weights next
   EXPECT_EQ(cuda_memory_stats().reserved, before_replays);  // replays allocate nothing
   NamedTensors pe = eager->named_parameters(), pg = graphed->named_parameters();
@@ -259,8 +296,8 @@ TEST(CudaTraining, AdamRefusesUploadsInsideACapture) {
     adam.zero_grad();
     loss.backward();
   };
-  for (int i = 0; i < 2; ++i) forward_backward();  // the allocator's cache is warm, Adam's state is not
   CudaGraph graph;
+  for (int i = 0; i < 2; ++i) graph.run_in_pool(forward_backward);  // the pool is warm, Adam's state is not
   try {
     graph.capture([&] {
       forward_backward();
@@ -271,18 +308,41 @@ TEST(CudaTraining, AdamRefusesUploadsInsideACapture) {
     EXPECT_NE(std::string(e.what()).find("run a step eagerly"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(cuda_capturing());
-  forward_backward();
-  adam.step();  // eager: uploads the table and the counter
+  graph.run_in_pool([&] {
+    forward_backward();
+    adam.step();  // eager: uploads the table and the counter
+  });
   adam.set_steps(adam.steps());  // the counter must be uploaded again
   EXPECT_THROW(graph.capture([&] { adam.step(); }), std::logic_error);
-  for (int i = 0; i < 2; ++i) {  // whole eager steps: Adam's blocks are taken, the cache warm again
-    forward_backward();
-    adam.step();
+  for (int i = 0; i < 2; ++i) {  // whole eager steps: Adam's blocks are taken, the pool warm again
+    graph.run_in_pool([&] {
+      forward_backward();
+      adam.step();
+    });
   }
   EXPECT_NO_THROW(graph.capture([&] {
     forward_backward();
     adam.step();
   }));
+#endif
+}
+
+// A graph's pool keeps its blocks: freed, they go back to it, and work outside its scope
+// gets other blocks (a replay writes the pool's blocks); inside the scope they come back.
+TEST(CudaTraining, GraphPoolBlocksAreNeverHandedToOtherWork) {
+  CVAE_REQUIRE_GPU();
+#if defined(CVAE_HAVE_CUDA)
+  const int pool = cuda_new_pool();
+  void* in_pool = nullptr;
+  {
+    CudaPoolScope scope(pool);
+    in_pool = Tensor::empty({12345}, DType::F32, Device::CUDA).raw();  // freed at once, back to the pool
+  }
+  Tensor outside = Tensor::empty({12345}, DType::F32, Device::CUDA);
+  EXPECT_NE(outside.raw(), in_pool);
+  cuda_empty_cache();  // gives back the shared pool's cache, not the graph's
+  CudaPoolScope scope(pool);
+  EXPECT_EQ(Tensor::empty({12345}, DType::F32, Device::CUDA).raw(), in_pool);
 #endif
 }
 

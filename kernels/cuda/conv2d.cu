@@ -1,4 +1,4 @@
-// conv2d.cu: CUDA Conv2d fprop (+ fused bias/ReLU), dgrad and wgrad, NCHW float, the twins
+// conv2d.cu: CUDA Conv2d fprop and dgrad (each with a fused bias/ReLU epilogue) and wgrad, NCHW float, the twins
 // of kernels/cpu/conv2d.cpp. Direct gather kernels: every output element is summed by one
 // thread (fprop, dgrad) or one block (wgrad) in a fixed order. No atomics, no im2col buffer.
 //
@@ -137,13 +137,15 @@ void fprop_dispatch(const Conv2dShape& s, const float* x, const float* w, const 
 
 // ---------------------------------------------------------------------------- dgrad
 // Layout: dy [N,K,P,Q], w [K,C,R,S], dx [N,C,H,W]; thread = (n,h,w), block.y = CT channels c.
-// dx[n,c,h,w] = sum_{k,r,s} dy[n,k,(h+ph-r)/sh,(w+pw-s)/sw] * w[k,c,r,s]
-//   over the (r,s) for which both divisions are exact and land inside [0,P) x [0,Q).
+// dx[n,c,h,w] = act(sum_{k,r,s} dy[n,k,(h+ph-r)/sh,(w+pw-s)/sw] * w[k,c,r,s] + bias[c])
+//   over the (r,s) for which both divisions are exact and land inside [0,P) x [0,Q)
+//   (bias null: none; the epilogue of a transposed conv, whose forward this is).
 // A gather: the taps that reach h are r = (h+ph) mod sh, + sh, ...; terms are added in
 // (k, r, s) order. Weights w[k0:k0+kc, c0:c0+CT] are staged in shared memory.
 template <int CT>
 __global__ void dgrad_kernel(Conv2dShape s, const float* __restrict__ dy,
-                             const float* __restrict__ w, int k_chunk, float* __restrict__ dx) {
+                             const float* __restrict__ w, const float* __restrict__ bias, bool relu,
+                             int k_chunk, float* __restrict__ dx) {
   CVAE_EXTERN_SHARED(float, ws);  // [kc][CT][R][S]
   const int RS = s.R * s.S, PQ = s.P * s.Q;
   const int c0 = blockIdx.y * CT;
@@ -188,18 +190,21 @@ __global__ void dgrad_kernel(Conv2dShape s, const float* __restrict__ dy,
   for (int ct = 0; ct < CT; ++ct) {
     const int c = c0 + ct;
     if (c >= s.C) break;
-    dx[(((int64_t)n * s.C + c) * s.H + h) * s.W + wi] = acc[ct];
+    float v = acc[ct];
+    if (bias) v += bias[c];
+    if (relu) v = v < 0.f ? 0.f : v;  // NaN kept, as the CPU's conv2d_dgrad_bias_act
+    dx[(((int64_t)n * s.C + c) * s.H + h) * s.W + wi] = v;
   }
 }
 
 template <int CT>
-void launch_dgrad(const Conv2dShape& s, const float* dy, const float* w, float* dx,
-                  cudaStream_t stream) {
+void launch_dgrad(const Conv2dShape& s, const float* dy, const float* w, const float* bias, bool relu,
+                  float* dx, cudaStream_t stream) {
   const int RS = s.R * s.S;
   const int k_chunk = std::min(s.K, std::max(1, kSmemFloats / (CT * RS)));
   const dim3 grid(blocks_for((int64_t)s.N * s.H * s.W, kThreads), (s.C + CT - 1) / CT);
   const size_t smem = sizeof(float) * k_chunk * CT * RS;
-  launch<dgrad_kernel<CT>>(grid, kThreads, smem, stream, s, dy, w, k_chunk, dx);
+  launch<dgrad_kernel<CT>>(grid, kThreads, smem, stream, s, dy, w, bias, relu, k_chunk, dx);
 }
 
 // ---------------------------------------------------------------------------- wgrad
@@ -280,14 +285,19 @@ void conv2d_fprop_bias_act(const Conv2dShape& s, const float* x, const float* w,
   fprop_dispatch(s, x, w, bias, relu, y, stream);
 }
 
-void conv2d_dgrad(const Conv2dShape& s, const float* dy, const float* w, float* dx,
-                  cudaStream_t stream) {
+void conv2d_dgrad_bias_act(const Conv2dShape& s, const float* dy, const float* w,
+                           const float* bias, bool relu, float* dx, cudaStream_t stream) {
   check_shape(s, "conv2d_dgrad");
   switch (tile_for(s.C, (int64_t)s.N * s.H * s.W)) {
-    case 1: launch_dgrad<1>(s, dy, w, dx, stream); break;
-    case 4: launch_dgrad<4>(s, dy, w, dx, stream); break;
-    default: launch_dgrad<8>(s, dy, w, dx, stream); break;
+    case 1: launch_dgrad<1>(s, dy, w, bias, relu, dx, stream); break;
+    case 4: launch_dgrad<4>(s, dy, w, bias, relu, dx, stream); break;
+    default: launch_dgrad<8>(s, dy, w, bias, relu, dx, stream); break;
   }
+}
+
+void conv2d_dgrad(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                  cudaStream_t stream) {
+  conv2d_dgrad_bias_act(s, dy, w, nullptr, false, dx, stream);
 }
 
 void conv2d_wgrad(const Conv2dShape& s, const float* x, const float* dy, float* dw,

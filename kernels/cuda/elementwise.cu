@@ -1,11 +1,15 @@
-// elementwise.cu: CUDA bias add (+ReLU), activations, arithmetic and the
-// [outer,mid,inner] sum/broadcast, the twins of kernels/cpu/elementwise.cpp.
-// Grid-stride loops with 64-bit indices; reductions in double, fixed order, no atomics.
+// elementwise.cu: CUDA bias add (+ReLU) and its gradients, activations, arithmetic, the
+// [outer,mid,inner] sum/broadcast (the twins of kernels/cpu/elementwise.cpp), and the
+// column split of a matrix and a ring log of scalars. Grid-stride loops with 64-bit
+// indices; reductions in double, fixed order, no float atomics.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
+#include "kernels/cuda/grid_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -47,21 +51,106 @@ __global__ void bias_fwd_kernel(int64_t total, int C, int64_t HW, const float* x
   }
 }
 
-// Layout: dy [N,C,HW], db [C]; block c.   db[c] = sum_{n,hw} dy[n,c,hw]
-// Thread t sums elements t, t+256, ... of the channel's N*HW in order, then a
-// fixed tree: deterministic, and in double like the CPU twin.
-__global__ void bias_bwd_kernel(int N, int C, int64_t HW, const float* dy, float* db) {
+// Layout: y, dy, dpre [N,C,HW]; grid (chunks, C): block (j, c) reduces elements
+// [j*len, (j+1)*len) of channel c's N*HW (element e is n = e / HW, hw = e % HW).
+// dpre = dy * (y > 0) (Relu; else dpre is not written);  db[c] = sum_{n,hw} dpre (or dy)
+// Thread t sums the block's elements t, t+256, ... in double, a fixed tree adds the
+// threads, the block's sum goes to partial[c*chunks + j]; the channel's last block adds
+// its chunks' sums in j order.
+template <bool Relu>
+__global__ void bias_grad_kernel(int N, int C, int64_t HW, int64_t len, const float* y, const float* dy,
+                                 float* dpre, double* partial, unsigned* counters, float* db) {
   __shared__ double s[kReduceThreads];
-  const int c = blockIdx.x;
+  const int c = blockIdx.y, chunks = static_cast<int>(gridDim.x), j = blockIdx.x;
   const int64_t count = static_cast<int64_t>(N) * HW;
+  const int64_t end = (j + 1) * len < count ? (j + 1) * len : count;
   double acc = 0;
-  for (int64_t e = threadIdx.x; e < count; e += kReduceThreads) {
-    const int64_t n = e / HW, hw = e - n * HW;
-    acc += static_cast<double>(dy[(n * C + c) * HW + hw]);
+  for (int64_t e = j * len + threadIdx.x; e < end; e += kReduceThreads) {
+    const int64_t n = e / HW, at = (n * C + c) * HW + (e - n * HW);
+    float g = dy[at];
+    if (Relu) {
+      g = y[at] > 0.f ? g : 0.f;
+      dpre[at] = g;
+    }
+    acc += static_cast<double>(g);
   }
   s[threadIdx.x] = acc;
   block_tree_sum(s);
-  if (threadIdx.x == 0) db[c] = static_cast<float>(s[0]);
+  if (chunks == 1) {
+    if (threadIdx.x == 0) db[c] = static_cast<float>(s[0]);
+    return;
+  }
+  if (threadIdx.x == 0) partial[static_cast<int64_t>(c) * chunks + j] = s[0];
+  if (!last_block_arrives(&counters[c], static_cast<unsigned>(chunks))) return;
+  if (threadIdx.x == 0) {
+    const volatile double* p = partial + static_cast<int64_t>(c) * chunks;
+    double sum = 0;
+    for (int k = 0; k < chunks; ++k) sum += p[k];
+    db[c] = static_cast<float>(sum);
+  }
+}
+
+// Layout: dense layers, y, dy, dpre [N,C] (HW = 1); grid (ceil(C/256), row chunks):
+// thread t of block (b, j) owns channel c = 256 b + t and sums rows [j*rows, (j+1)*rows)
+// in order (coalesced over c). db[c] = sum_n dpre[n,c] (Relu: dpre = dy * (y > 0)).
+// With several row chunks the channel block's last block adds their sums in j order.
+template <bool Relu>
+__global__ void bias_grad_dense_kernel(int N, int C, int rows, const float* y, const float* dy, float* dpre,
+                                       double* partial, unsigned* counters, float* db) {
+  const int c = static_cast<int>(blockIdx.x) * kReduceThreads + static_cast<int>(threadIdx.x);
+  const int chunks = static_cast<int>(gridDim.y), j = blockIdx.y;
+  double acc = 0;
+  if (c < C) {
+    const int end = min(N, (j + 1) * rows);
+    for (int n = j * rows; n < end; ++n) {
+      const int64_t at = static_cast<int64_t>(n) * C + c;
+      float g = dy[at];
+      if (Relu) {
+        g = y[at] > 0.f ? g : 0.f;
+        dpre[at] = g;
+      }
+      acc += static_cast<double>(g);
+    }
+  }
+  if (chunks == 1) {
+    if (c < C) db[c] = static_cast<float>(acc);
+    return;
+  }
+  if (c < C) partial[static_cast<int64_t>(c) * chunks + j] = acc;
+  if (!last_block_arrives(&counters[blockIdx.x], static_cast<unsigned>(chunks))) return;
+  if (c < C) {
+    const volatile double* p = partial + static_cast<int64_t>(c) * chunks;
+    double sum = 0;
+    for (int k = 0; k < chunks; ++k) sum += p[k];
+    db[c] = static_cast<float>(sum);
+  }
+}
+
+// Elements of one channel per block, and rows per block for dense layers: enough blocks
+// to fill the GPU at the CVAE's shapes (deconv3's 78,400-element channel: 77 blocks).
+constexpr int64_t kBiasChunk = 1024;
+constexpr int kBiasDenseRows = 32;
+
+template <bool Relu>
+void bias_grad(int N, int C, int64_t HW, const float* y, const float* dy, float* dpre, float* db,
+               cudaStream_t stream) {
+  const int64_t count = static_cast<int64_t>(N) * HW;
+  if (HW == 1) {
+    const unsigned cblocks = static_cast<unsigned>((C + kReduceThreads - 1) / kReduceThreads);
+    const int chunks = (N + kBiasDenseRows - 1) / kBiasDenseRows;
+    if (chunks > 65535) throw std::invalid_argument("bias gradient: too many rows");
+    double* partial = reinterpret_cast<double*>(detail::partials(stream, 2 * static_cast<size_t>(C) * chunks));
+    unsigned* counters = detail::arrival_counters(stream, static_cast<int>(cblocks));
+    launch<bias_grad_dense_kernel<Relu>>(dim3(cblocks, static_cast<unsigned>(chunks)), kReduceThreads, 0, stream,
+                                         N, C, kBiasDenseRows, y, dy, dpre, partial, counters, db);
+    return;
+  }
+  const int64_t chunks = (count + kBiasChunk - 1) / kBiasChunk;
+  if (chunks > 2147483647 || C > 65535) throw std::invalid_argument("bias gradient: tensor too large");
+  double* partial = reinterpret_cast<double*>(detail::partials(stream, 2 * static_cast<size_t>(C) * chunks));
+  unsigned* counters = detail::arrival_counters(stream, C);
+  launch<bias_grad_kernel<Relu>>(dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(C)), kReduceThreads,
+                                 0, stream, N, C, HW, kBiasChunk, y, dy, dpre, partial, counters, db);
 }
 
 enum class Op { Relu, ReluBwd, Sigmoid, SigmoidBwd, Exp, Add, Sub, Mul, Scale, Axpy, Fill };
@@ -143,6 +232,56 @@ __global__ void broadcast_mid_kernel(int64_t total, int64_t mid, int64_t inner, 
   }
 }
 
+// The pieces of split_cols, by value (CUDA copies a launch's arguments).
+struct Pieces {
+  ColumnPiece p[kMaxColumnPieces];
+  int count;
+};
+
+// Layout: x [rows, cols] -> piece q [rows, width_q]; one thread per element of x.
+// piece_q[n, c - offset_q] = x[n, c] for the piece whose columns hold c (none: skipped)
+__global__ void split_cols_kernel(int64_t rows, int64_t cols, const float* x, Pieces pieces) {
+  const int64_t total = rows * cols;
+  for (int64_t e = first_index(); e < total; e += grid_stride()) {
+    const int64_t n = e / cols, c = e - n * cols;
+    for (int q = 0; q < pieces.count; ++q) {
+      const ColumnPiece& p = pieces.p[q];
+      if (c >= p.offset && c < p.offset + p.width) {
+        p.data[n * p.width + (c - p.offset)] = x[e];
+        break;
+      }
+    }
+  }
+}
+
+// Layout: dy [rows, width], dx [rows, cols]; write: one thread per element of dx,
+// dx[n, c] = c in [offset, offset+width) ? dy[n, c - offset] : 0.
+__global__ void place_cols_kernel(int64_t rows, int64_t cols, int64_t offset, int64_t width,
+                                  const float* dy, float* dx) {
+  const int64_t total = rows * cols;
+  for (int64_t e = first_index(); e < total; e += grid_stride()) {
+    const int64_t n = e / cols, c = e - n * cols;
+    dx[e] = c >= offset && c < offset + width ? dy[n * width + (c - offset)] : 0.f;
+  }
+}
+
+// Layout as above, accumulate: one thread per element of dy.   dx[n, offset + j] += dy[n, j]
+__global__ void add_cols_kernel(int64_t rows, int64_t cols, int64_t offset, int64_t width, const float* dy,
+                                float* dx) {
+  const int64_t total = rows * width;
+  for (int64_t e = first_index(); e < total; e += grid_stride()) {
+    const int64_t n = e / width, j = e - n * width;
+    dx[n * cols + offset + j] += dy[e];
+  }
+}
+
+// Layout: one thread.   ring[*count % capacity] = *value; *count += 1
+__global__ void append_to_ring_kernel(const float* value, float* ring, int64_t capacity, int64_t* count) {
+  const int64_t k = *count;
+  ring[k % capacity] = *value;
+  *count = k + 1;
+}
+
 }  // namespace
 
 void bias_add_fwd(int N, int C, int64_t HW, const float* x, const float* b, float* y,
@@ -162,7 +301,14 @@ void bias_relu_fwd(int N, int C, int64_t HW, const float* x, const float* b, flo
 void bias_add_bwd(int N, int C, int64_t HW, const float* dy, float* db, cudaStream_t stream) {
   if (C <= 0) return;
   if (static_cast<int64_t>(N) * HW <= 0) return fill(C, 0.f, db, stream);
-  launch<bias_bwd_kernel>(static_cast<unsigned>(C), kReduceThreads, 0, stream, N, C, HW, dy, db);
+  bias_grad<false>(N, C, HW, nullptr, dy, nullptr, db, stream);
+}
+
+void bias_relu_bwd(int N, int C, int64_t HW, const float* y, const float* dy, float* dpre, float* db,
+                   cudaStream_t stream) {
+  if (C <= 0) return;
+  if (static_cast<int64_t>(N) * HW <= 0) return fill(C, 0.f, db, stream);
+  bias_grad<true>(N, C, HW, y, dy, dpre, db, stream);
 }
 
 void relu_fwd(int64_t n, const float* x, float* y, cudaStream_t stream) {
@@ -218,6 +364,39 @@ void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, float alpha, const
   const int64_t total = outer * mid * inner;
   if (total <= 0) return;
   launch<broadcast_mid_kernel>(grid_for(total), kThreads, 0, stream, total, mid, inner, alpha, dy, dx);
+}
+
+void split_cols(int64_t rows, int64_t cols, const float* x, const ColumnPiece* pieces, int count,
+                cudaStream_t stream) {
+  if (count < 0 || count > kMaxColumnPieces)
+    throw std::invalid_argument("split_cols: at most " + std::to_string(kMaxColumnPieces) + " pieces");
+  Pieces p{};
+  for (int q = 0; q < count; ++q) {
+    if (pieces[q].offset < 0 || pieces[q].width < 0 || pieces[q].offset + pieces[q].width > cols)
+      throw std::invalid_argument("split_cols: a piece outside the matrix's columns");
+    p.p[q] = pieces[q];
+  }
+  p.count = count;
+  const int64_t total = rows * cols;
+  if (total <= 0 || count == 0) return;
+  launch<split_cols_kernel>(grid_for(total), kThreads, 0, stream, rows, cols, x, p);
+}
+
+void place_cols(int64_t rows, int64_t cols, int64_t offset, int64_t width, const float* dy, float* dx,
+                bool accumulate, cudaStream_t stream) {
+  if (offset < 0 || width < 0 || offset + width > cols)
+    throw std::invalid_argument("place_cols: columns outside the matrix");
+  if (accumulate) {
+    if (rows * width > 0)
+      launch<add_cols_kernel>(grid_for(rows * width), kThreads, 0, stream, rows, cols, offset, width, dy, dx);
+  } else if (rows * cols > 0) {
+    launch<place_cols_kernel>(grid_for(rows * cols), kThreads, 0, stream, rows, cols, offset, width, dy, dx);
+  }
+}
+
+void append_to_ring(const float* value, float* ring, int64_t capacity, int64_t* count, cudaStream_t stream) {
+  if (capacity <= 0) throw std::invalid_argument("append_to_ring: capacity must be positive");
+  launch<append_to_ring_kernel>(1, 1, 0, stream, value, ring, capacity, count);
 }
 
 }  // namespace cvae::kernels::cuda

@@ -52,6 +52,22 @@ void* graph_capture_end(cudaStream_t stream);  // returns an instantiated graph 
 void graph_launch(void* exec, cudaStream_t stream);
 void graph_destroy(void* exec);
 
+// What this process queued, counted where it is queued: kernels by the launch helper
+// (launch.cuh), the rest by the wrappers above. A graph launch counts once in
+// graph_launches and adds the kernels and copies its capture recorded (work queued during
+// a capture is counted into the graph, not as run).
+struct StreamCounts {
+  int64_t kernels = 0;         // kernel launches, and the kernel nodes graph launches ran
+  int64_t copies = 0;          // device-side data movement: host-to-device, device-to-device, memsets
+  int64_t host_syncs = 0;      // host waits: device-to-host reads (each waits), stream synchronisations
+  int64_t graph_launches = 0;
+};
+StreamCounts stream_counts();           // totals since the process started
+StreamCounts graph_counts(void* exec);  // what one launch of this graph adds (graph_launches 0)
+namespace detail {
+void count_kernel(cudaStream_t stream);  // launch.cuh, after each launch
+}
+
 // ---------------------------------------------------------------------------
 // Convolution (conv2d.cu): one thread per output element, gathering (no
 // atomics), so results are deterministic. Conv2dShape as in kernels.h.
@@ -62,6 +78,9 @@ void conv2d_fprop_bias_act(const Conv2dShape& s, const float* x, const float* w,
                            const float* bias, bool relu, float* y, cudaStream_t stream);
 void conv2d_dgrad(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                   cudaStream_t stream);
+// dx = act(conv^T(dy, w) + bias[c]): a transposed conv's forward with its epilogue fused
+void conv2d_dgrad_bias_act(const Conv2dShape& s, const float* dy, const float* w,
+                           const float* bias, bool relu, float* dx, cudaStream_t stream);
 // dw = sum over n,p,q: one block per dw element (or per tile), fixed-order reduction.
 void conv2d_wgrad(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                   cudaStream_t stream);
@@ -79,9 +98,14 @@ void cudnn_conv2d_wgrad(const Conv2dShape& s, const float* x, const float* dy, f
 
 // ---------------------------------------------------------------------------
 // GEMM (gemm.cu), row-major as cpu::gemm: C = alpha op(A) op(B) + beta C.
-// Tiled shared-memory SGEMM; deterministic (no split-K atomics).
+// Tiled shared-memory SGEMM. Deterministic: a C with too few tiles to fill the GPU
+// splits K over blocks, and the last block of a tile adds the K slices in order.
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, cudaStream_t stream);
+// y[N,out] = act(x[N,in] w[out,in]^T + b[out]): a dense layer, bias and ReLU in the GEMM's
+// epilogue (b may be null), as cpu::linear_fwd.
+void linear_fwd(int N, int in, int out, const float* x, const float* w, const float* b, bool relu,
+                float* y, cudaStream_t stream);
 // The same through cuBLAS (gemm_cublas.cu), for comparison; false when not compiled in.
 bool cublas_available();
 void cublas_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -93,7 +117,12 @@ void cublas_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
 void bias_add_fwd(int N, int C, int64_t HW, const float* x, const float* b, float* y, cudaStream_t stream);
 // y = relu(x + b[c]): the fused epilogue for dense layers and deconvs
 void bias_relu_fwd(int N, int C, int64_t HW, const float* x, const float* b, float* y, cudaStream_t stream);
+// db[c] = sum over n, hw, and (bias_relu_bwd) dpre = dy * (y > 0) in the same pass, as the CPU
+// twins. Many blocks per channel, one launch: the last block of a channel adds its blocks'
+// partial sums in order (deterministic; double sums, as the CPU).
 void bias_add_bwd(int N, int C, int64_t HW, const float* dy, float* db, cudaStream_t stream);
+void bias_relu_bwd(int N, int C, int64_t HW, const float* y, const float* dy, float* dpre, float* db,
+                   cudaStream_t stream);
 void relu_fwd(int64_t n, const float* x, float* y, cudaStream_t stream);
 void relu_bwd(int64_t n, const float* y, const float* dy, float* dx, cudaStream_t stream);
 void sigmoid_fwd(int64_t n, const float* x, float* y, cudaStream_t stream);
@@ -108,6 +137,23 @@ void fill(int64_t n, float value, float* y, cudaStream_t stream);
 void sum_mid(int64_t outer, int64_t mid, int64_t inner, const float* x, float* y, cudaStream_t stream);
 void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, float alpha, const float* dy, float* dx,
                    cudaStream_t stream);
+// Splitting a row-major [rows, cols] matrix along its columns (split along dim 1) and
+// back, without a copy per row. split_cols: piece p gets columns [offset, offset+width)
+// as a [rows, width] matrix, all pieces in one launch.
+struct ColumnPiece {
+  float* data;
+  int64_t offset, width;
+};
+constexpr int kMaxColumnPieces = 8;
+void split_cols(int64_t rows, int64_t cols, const float* x, const ColumnPiece* pieces, int count,
+                cudaStream_t stream);
+// dx[:, offset:offset+width] (+)= dy; without accumulate, dx's other columns become 0
+// (the gradient of one piece), with it they are left alone (a later piece's gradient).
+void place_cols(int64_t rows, int64_t cols, int64_t offset, int64_t width, const float* dy, float* dx,
+                bool accumulate, cudaStream_t stream);
+// ring[*count % capacity] = *value; ++*count (one thread): a log of per-step scalars
+// (the training loss) that a captured step fills at every replay and the host reads now and then.
+void append_to_ring(const float* value, float* ring, int64_t capacity, int64_t* count, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------
 // Losses (loss.cu): the CPU twins' per-element / per-row kernels ...
@@ -135,8 +181,9 @@ void vae_loss_bwd(const VaeLossShape& s, const float* logits, const float* x, co
 // Optimizer (optim.cu): Adam over every parameter tensor in one launch.
 // The table lives in device memory (written once; addresses stay put thanks to
 // the caching allocator, so the launch can be captured in a graph). step_dev
-// points at the step counter on the device, incremented by the kernel's caller
-// (adam_increment_step) so a replayed graph advances it.
+// points at the count of steps taken, on the device: the launch takes step
+// t = *step_dev + 1 and stores t (its last block, once every block has read it), so a
+// replayed graph advances it. lr_dev: the learning rate, read on the device too.
 struct AdamTensor {
   float* p;
   const float* g;
@@ -144,9 +191,8 @@ struct AdamTensor {
   float* v;
   int64_t n;
 };
-void adam_increment_step(int64_t* step_dev, cudaStream_t stream);
-void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems, const int64_t* step_dev,
-                     double lr, double beta1, double beta2, double eps, cudaStream_t stream);
+void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems, int64_t* step_dev,
+                     const double* lr_dev, double beta1, double beta2, double eps, cudaStream_t stream);
 void sgd_step(int64_t n, float* p, const float* g, double lr, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------
@@ -156,6 +202,15 @@ void sgd_step(int64_t n, float* p, const float* g, double lr, cudaStream_t strea
 // + idx[i] * ceil(pixels/4)}, as engine/data.h), 2 none (pixel/255).
 void gather_batch(const uint8_t* images, int64_t pixels, const int64_t* idx, int n, int mode,
                   uint64_t seed, uint64_t epoch, float* x, cudaStream_t stream);
+// The same from order[cursor->position ...] with cursor->epoch, both read on the device;
+// the launch's last block then advances cursor->position by n. A captured step gathers
+// the next batch at every replay.
+struct BatchCursor {
+  int64_t position;  // index into the epoch's order
+  int64_t epoch;
+};
+void gather_batch_at(const uint8_t* images, int64_t pixels, const int64_t* order, BatchCursor* cursor,
+                     int n, int mode, uint64_t seed, float* x, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------
 // Random numbers (random.cu), bit-identical to cpu::normal_fill /
@@ -166,5 +221,21 @@ void normal_fill(int64_t n, uint64_t seed, uint64_t offset, T* y, cudaStream_t s
 template <typename T>
 void uniform_fill(int64_t n, uint64_t seed, uint64_t offset, T lo, T hi, T* y,
                   cudaStream_t stream);
+// normal_fill at the offset *device_offset holds (device memory), which the launch's last
+// block then advances by philox_blocks(n): a stream whose position lives on the device.
+void normal_fill_from_device(int64_t n, uint64_t seed, uint64_t* device_offset, float* y,
+                             cudaStream_t stream);
+
+// ---------------------------------------------------------------------------
+// The reparameterisation z = eps * exp(logvar / 2) + mean in one pass (random.cu), and its
+// backward, the fused form of the CPU's chain scale, exp, mul, add (same float operations
+// in the same order, so bitwise the CPU's values):
+//   dmean (+)= dz;  dlogvar (+)= 0.5 * ((dz * eps) * exp(logvar / 2));  deps = dz * exp(logvar / 2)
+// Any gradient may be null; accumulate_* adds into it instead of overwriting.
+void reparameterize_fwd(int64_t n, const float* mean, const float* logvar, const float* eps, float* z,
+                        cudaStream_t stream);
+void reparameterize_bwd(int64_t n, const float* logvar, const float* eps, const float* dz, float* dmean,
+                        bool accumulate_mean, float* dlogvar, bool accumulate_logvar, float* deps,
+                        cudaStream_t stream);
 
 }  // namespace cvae::kernels::cuda

@@ -1,8 +1,9 @@
 // launch.cuh: the one way kernels/cuda/*.cu start a kernel, launch<kernel>(grid, block,
 // dynamic shared bytes, stream, args...): the triple-chevron launch under nvcc, the
 // emulator's launch in the emulated build (CVAE_CUDA_EMULATED). Either way a bad
-// configuration throws at once, naming the kernel. Also CVAE_EXTERN_SHARED, the
-// portable spelling of `extern __shared__ T name[]`.
+// configuration throws at once, naming the kernel; each launch is counted
+// (stream_counts in kernels_cuda.h). Also CVAE_EXTERN_SHARED, the portable spelling of
+// `extern __shared__ T name[]`.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,6 +13,7 @@
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/kernel_name.h"
+#include "kernels/cuda/kernels_cuda.h"
 #if defined(CVAE_CUDA_EMULATED)
 #include "kernels/cuda/emulator/launch.h"
 #endif
@@ -30,6 +32,7 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, con
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
     throw std::runtime_error("launch of " + kernel_name<Kernel>() + ": " + cudaGetErrorString(err));
+  detail::count_kernel(stream);
 }
 
 }  // namespace cvae::kernels::cuda

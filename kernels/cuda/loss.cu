@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/grid_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -19,7 +20,6 @@ namespace {
 
 constexpr int kThreads = 256;     // elementwise kernels
 constexpr int kRowThreads = 128;  // row kernels: one block per row (power of two)
-constexpr int kMeanThreads = 256; // the single-block batch mean (power of two)
 constexpr int64_t kMaxGrid = 65535;  // grid-stride beyond this
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;  // log(2*pi)
 
@@ -28,7 +28,8 @@ unsigned grid_for(int64_t n) {
 }
 
 // Fixed-order block sum of one double per thread: sh[t] += sh[t+s] for
-// s = B/2, B/4, ..., 1. The result is returned to every thread. Call once per kernel.
+// s = B/2, B/4, ..., 1. The result is returned to every thread. A second call in the same
+// kernel needs a barrier between the two (every thread reads the first result).
 template <int B>
 __device__ double block_sum(double v, double* sh) {
   const int t = threadIdx.x;
@@ -142,13 +143,15 @@ __global__ void kl_normal_bwd_kernel(int64_t total, int D, const float* mean, co
   }
 }
 
-// Layout: logits, x [N,D], z, mean, logvar [N,L] -> row_elbo [N]; block i = row i,
+// Layout: logits, x [N,D], z, mean, logvar [N,L] -> row_elbo [N], loss [1]; block i = row i,
 // thread t sums CE terms j = t, t+B, ... then latent terms j = t, t+B, ... (double).
 // MC:       elbo = -sum_j CE + sum_j -0.5 (z^2 - (z-m)^2 e^-lv - lv)
 // analytic: elbo = -sum_j CE + 0.5 sum_j (1 + lv - m^2 - e^lv)
-__global__ void vae_loss_rows_kernel(VaeLossShape s, const float* logits, const float* x,
-                                     const float* z, const float* mean, const float* logvar,
-                                     float* row_elbo) {
+// The last block to finish its row then sums the rows: thread t takes rows t, t+B, ... (double)
+// loss = -(1/N) sum_i row_elbo[i]
+__global__ void vae_loss_fwd_kernel(VaeLossShape s, const float* logits, const float* x,
+                                    const float* z, const float* mean, const float* logvar,
+                                    float* row_elbo, unsigned* counter, float* loss) {
   __shared__ double sh[kRowThreads];
   const int64_t rx = static_cast<int64_t>(blockIdx.x) * s.D;
   const int64_t rz = static_cast<int64_t>(blockIdx.x) * s.L;
@@ -168,16 +171,12 @@ __global__ void vae_loss_rows_kernel(VaeLossShape s, const float* logits, const 
   }
   const double e = block_sum<kRowThreads>(acc, sh);
   if (threadIdx.x == 0) row_elbo[blockIdx.x] = static_cast<float>(e);
-}
-
-// Layout: row_elbo [N] -> loss [1]; one block, thread t sums rows t, t+B, ... (double).
-// loss = -(1/N) sum_i row_elbo[i]   (0 for N = 0)
-__global__ void vae_loss_mean_kernel(int N, const float* row_elbo, float* loss) {
-  __shared__ double sh[kMeanThreads];
-  double acc = 0;
-  for (int i = threadIdx.x; i < N; i += kMeanThreads) acc += static_cast<double>(row_elbo[i]);
-  const double total = block_sum<kMeanThreads>(acc, sh);
-  if (threadIdx.x == 0) loss[0] = static_cast<float>(N > 0 ? -total / N : 0.0);
+  if (!last_block_arrives(counter, gridDim.x)) return;
+  const volatile float* rows = row_elbo;
+  double part = 0;
+  for (int i = threadIdx.x; i < s.N; i += kRowThreads) part += static_cast<double>(rows[i]);
+  const double total = block_sum<kRowThreads>(part, sh);
+  if (threadIdx.x == 0) loss[0] = static_cast<float>(-total / s.N);
 }
 
 // Layout: indices [0, N*D) are logits [N,D], [N*D, N*D + N*L) latents [N,L]; one
@@ -262,14 +261,14 @@ void kl_normal_bwd(int N, int D, const float* mean, const float* logvar, const f
       dmean, dlogvar);
 }
 
-// Two launches, no host synchronisation: the rows, then the fixed-order batch mean.
+// One launch, no host synchronisation: the rows, and the fixed-order batch mean in the
+// last block (a batch of no rows has the loss 0).
 void vae_loss_fwd(const VaeLossShape& s, const float* logits, const float* x, const float* z,
                   const float* mean, const float* logvar, float* loss, float* row_elbo,
                   cudaStream_t stream) {
-  if (s.N > 0) {
-    launch<vae_loss_rows_kernel>(s.N, kRowThreads, 0, stream, s, logits, x, z, mean, logvar, row_elbo);
-  }
-  launch<vae_loss_mean_kernel>(1, kMeanThreads, 0, stream, s.N, row_elbo, loss);
+  if (s.N <= 0) return fill(1, 0.f, loss, stream);
+  launch<vae_loss_fwd_kernel>(s.N, kRowThreads, 0, stream, s, logits, x, z, mean, logvar, row_elbo,
+                              detail::arrival_counters(stream, 1), loss);
 }
 
 void vae_loss_bwd(const VaeLossShape& s, const float* logits, const float* x, const float* z,

@@ -1,6 +1,7 @@
 // optim.cu: CUDA optimizer steps, twins of kernels/cpu/optim.cpp: Adam over every
-// parameter tensor in ONE launch (PyTorch's epsilon form, the step counter read
-// on the device, so the launch can be captured in a CUDA graph), and SGD.
+// parameter tensor in ONE launch (PyTorch's epsilon form; the step counter and the
+// learning rate read on the device, the counter advanced there, so the launch can be
+// captured in a CUDA graph), and SGD.
 // Not here: the table's upkeep, zero_grad, weight decay (engine/optim.cpp).
 #include <cuda_runtime.h>
 
@@ -9,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/grid_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -23,22 +25,20 @@ unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxGrid)));
 }
 
-// Layout: a single thread; step is the device counter t.
-// t += 1
-__global__ void adam_increment_step_kernel(int64_t* step) { *step += 1; }
-
 // Layout: the concatenation of all tensors' elements, [0, total), grid-stride;
 // element e belongs to tensor k = max{k : prefix[k] <= e} (binary search in a
 // shared prefix-sum table that thread 0 builds from table[].n).
 // m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
-// bc1 = 1 - beta1^t, bc2 = 1 - beta2^t in double from t = *step, then used as float,
-// in the order of cpu::adam_step (float math, no FMA contraction: bit-identical to
-// the CPU whenever pow agrees to the float rounding).
-__global__ void adam_multi_kernel(const AdamTensor* table, int count, int64_t total,
-                                  const int64_t* step, double lr, double beta1, double beta2,
+// bc1 = 1 - beta1^t, bc2 = 1 - beta2^t in double from t = *step + 1 and lr = *lr_dev, then
+// used as float, in the order of cpu::adam_step (float math, no FMA contraction:
+// bit-identical to the CPU whenever pow agrees to the float rounding). The last block
+// to finish stores t in *step: every block has read the old count by then.
+__global__ void adam_multi_kernel(const AdamTensor* table, int count, int64_t total, int64_t* step,
+                                  const double* lr_dev, unsigned* counter, double beta1, double beta2,
                                   float b1, float b2, float c1, float c2, float e) {
   CVAE_EXTERN_SHARED(int64_t, prefix);  // [count + 1]
   __shared__ float scal[2];            // step_size, sqrt(bc2)
+  __shared__ int64_t t_now;            // the step taken
   if (threadIdx.x == 0) {
     int64_t acc = 0;
     for (int k = 0; k < count; ++k) {
@@ -46,10 +46,11 @@ __global__ void adam_multi_kernel(const AdamTensor* table, int count, int64_t to
       acc += table[k].n;
     }
     prefix[count] = acc;
-    const double t = static_cast<double>(*step);
+    t_now = *step + 1;
+    const double t = static_cast<double>(t_now);
     const double bc1 = 1.0 - ::pow(beta1, t);
     const double bc2 = 1.0 - ::pow(beta2, t);
-    scal[0] = static_cast<float>(lr / bc1);
+    scal[0] = static_cast<float>(*lr_dev / bc1);
     scal[1] = static_cast<float>(::sqrt(bc2));
   }
   __syncthreads();
@@ -74,6 +75,7 @@ __global__ void adam_multi_kernel(const AdamTensor* table, int count, int64_t to
     const float denom = sqrtf(vi) / bc2_sqrt + e;
     tt.p[i] -= step_size * (mi / denom);
   }
+  if (last_block_arrives(counter, gridDim.x) && threadIdx.x == 0) *step = t_now;
 }
 
 // Layout: [n], one thread per element.
@@ -86,15 +88,10 @@ __global__ void sgd_step_kernel(int64_t n, float* p, const float* g, float a) {
 
 }  // namespace
 
-void adam_increment_step(int64_t* step_dev, cudaStream_t stream) {
-  launch<adam_increment_step_kernel>(1, 1, 0, stream, step_dev);
-}
-
 // One launch over every tensor of the table. total_elems is sum of table[k].n
 // (elements past the table's true total are not touched); count <= 4096.
-void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems,
-                     const int64_t* step_dev, double lr, double beta1, double beta2, double eps,
-                     cudaStream_t stream) {
+void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems, int64_t* step_dev,
+                     const double* lr_dev, double beta1, double beta2, double eps, cudaStream_t stream) {
   if (count <= 0 || total_elems <= 0) return;
   if (count > kMaxTensors)
     throw std::invalid_argument("adam_step_multi: " + std::to_string(count) +
@@ -102,7 +99,8 @@ void adam_step_multi(const AdamTensor* table_dev, int count, int64_t total_elems
                                 " one launch supports");
   const size_t shmem = static_cast<size_t>(count + 1) * sizeof(int64_t);
   launch<adam_multi_kernel>(grid_for(total_elems), kThreads, shmem, stream, table_dev, count,
-                            total_elems, step_dev, lr, beta1, beta2, static_cast<float>(beta1),
+                            total_elems, step_dev, lr_dev, detail::arrival_counters(stream, 1), beta1,
+                            beta2, static_cast<float>(beta1),
                             static_cast<float>(beta2), static_cast<float>(1.0 - beta1),
                             static_cast<float>(1.0 - beta2), static_cast<float>(eps));
 }

@@ -1,7 +1,9 @@
 // device_lang.h: CUDA's device-side language as host C++ for the emulator: the
 // qualifiers, the built-in index variables (per emulated thread), __syncthreads (a
 // real barrier over the block's fibers, exec.cpp), __shared__ storage per block, the
-// vector types and math functions the kernels use. Arithmetic stays IEEE single/double:
+// vector types and math functions the kernels use, and the integer atomics and fences of
+// the multi-block reductions (grid_reduce.cuh): the blocks of a grid really run at the same
+// time on the pool's OS threads, so these are real C++ atomics and fences. Arithmetic stays IEEE single/double:
 // the .cu files are compiled with -ffp-contract=off, as nvcc --fmad=false; an explicit
 // fmaf/__fmaf_rn is one fused operation (std::fma), as on the GPU.
 #pragma once
@@ -60,6 +62,15 @@ void* dynamic_shared();
 #define __syncthreads() ::cvae::emu::syncthreads(__FILE__, __LINE__)
 
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+
+// CUDA's atomicAdd on unsigned: returns the old value (sequentially consistent here, at
+// least as strong as the GPU's relaxed device-scope atomic).
+inline unsigned atomicAdd(unsigned* address, unsigned value) {
+  return __atomic_fetch_add(address, value, __ATOMIC_SEQ_CST);
+}
+// __threadfence: this thread's writes before it are seen by every thread of the device
+// before its writes after it (a full fence here, as on the GPU at device scope).
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // CUDA's overloaded integer/float min and max (device functions in global scope).
 inline int min(int a, int b) { return a < b ? a : b; }
