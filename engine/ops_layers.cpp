@@ -121,6 +121,27 @@ void check_conv_args(const char* op, const Tensor& x, const Tensor& w, int strid
   check(stride >= 1, op, "stride must be >= 1");
 }
 
+// The backward of a conv layer whose forward is one pass of the conv s with a fused
+// bias/ReLU epilogue: Fprop for conv2d, Dgrad for conv_transpose2d (yd: the output, when
+// ReLU was applied). dpre = act'(y) dy; dx comes from the other data pass; dw from wgrad
+// with s's input and output gradient in their conv roles (x and dpre, or swapped).
+BackwardFn conv_layer_backward(ConvPass forward, const Conv2dShape& s, const Tensor& x, const Tensor& w,
+                               const Tensor& b, const Tensor& yd) {
+  const bool transposed = forward == ConvPass::Dgrad;
+  return [=](const Tensor& dy) -> std::vector<Tensor> {
+    auto [dpre, db] = bias_act_backward(dy, yd, b);
+    Tensor dx = tracks_grad(x) ? conv_pass(transposed ? ConvPass::Fprop : ConvPass::Dgrad, s, dpre, w,
+                                           transposed ? y_shape(s) : x_shape(s))
+                               : Tensor();
+    const Tensor& conv_x = transposed ? dpre : x;
+    const Tensor& conv_dy = transposed ? x : dpre;
+    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, conv_x, conv_dy, w_shape(s), Tensor(), false,
+                                           grad_destination(w))
+                               : Tensor();
+    return {dx, dw, db};
+  };
+}
+
 }  // namespace
 
 // y = act(conv(x, w) + b);  dpre = act'(y) dy;  dx = dgrad(dpre, w);  dw = wgrad(x, dpre)
@@ -137,15 +158,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Pad
   Conv2dShape s = padding == Padding::Valid ? kernels::conv2d_shape_valid(N, C, H, W, K, R, S, stride)
                                             : kernels::conv2d_shape_same(N, C, H, W, K, R, S, stride);
   Tensor y = conv_pass(ConvPass::Fprop, s, x, w, y_shape(s), b, relu);
-  Tensor yd = relu ? y.detach() : Tensor();
-  return attach(y, {x, w, b}, [x, w, b, yd, s](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, b);
-    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Dgrad, s, dpre, w, x_shape(s)) : Tensor();
-    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, x, dpre, w_shape(s), Tensor(), false,
-                                           grad_destination(w))
-                               : Tensor();
-    return {dx, dw, db};
-  });
+  return attach(y, {x, w, b}, conv_layer_backward(ConvPass::Fprop, s, x, w, b, relu ? y.detach() : Tensor()));
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
@@ -169,15 +182,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
           : kernels::conv2d_shape_valid(N, Cout, (H - 1) * stride + R, (W - 1) * stride + S, Cin,
                                         R, S, stride);
   Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s), b, relu);
-  Tensor yd = relu ? y.detach() : Tensor();
-  return attach(y, {x, w, b}, [x, w, b, yd, s](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, b);
-    Tensor dx = tracks_grad(x) ? conv_pass(ConvPass::Fprop, s, dpre, w, y_shape(s)) : Tensor();
-    Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, dpre, x, w_shape(s), Tensor(), false,
-                                           grad_destination(w))
-                               : Tensor();
-    return {dx, dw, db};
-  });
+  return attach(y, {x, w, b}, conv_layer_backward(ConvPass::Dgrad, s, x, w, b, relu ? y.detach() : Tensor()));
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {
