@@ -196,7 +196,7 @@ Tensor reparameterize(const Tensor& mean, const Tensor& logvar, const Tensor& ep
                                                      ptr_or_null_mut<float>(dmean), add_mean.defined(),
                                                      ptr_or_null_mut<float>(dlogvar), add_logvar.defined(),
                                                      ptr_or_null_mut<float>(deps), cuda_stream()));
-    (void)n;
+    (void)n, (void)dz;  // used only by the CUDA kernel above
     return {add_mean.defined() ? Tensor() : dmean, add_logvar.defined() ? Tensor() : dlogvar, deps};
   });
 }

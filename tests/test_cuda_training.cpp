@@ -208,8 +208,8 @@ TEST(CudaTraining, AStepAtBatch100QueuesAtMost40KernelsAndNoCopies) {
   CVAE_REQUIRE_GPU();
   // Under ASan two steps at batch 100 would take minutes: the same step at batch 8 there
   // (the kernels are the same ones; their grids are smaller).
-  const int batch = testing::kSanitized ? 8 : 100;
 #if defined(CVAE_HAVE_CUDA)
+  const int batch = testing::kSanitized ? 8 : 100;
   CVAE model(50, 5);
   model.to_device(Device::CUDA);
   Adam adam(model.named_parameters(), AdamOptions{1e-3});
