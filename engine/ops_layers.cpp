@@ -28,11 +28,28 @@ BiasShape bias_shape(const Tensor& y) {
 // The backward of y = act(pre + b): {dpre, db}. yd is y (detached) when act is ReLU,
 // undefined otherwise; db is computed when b is on the tape, into b's own gradient buffer
 // when it is pending zero (grad_destination). One pass (one kernel) on either device.
-std::pair<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& yd, const Tensor& b) {
+// With a border (CPU, [N,C,H,W] only) dpre is written bordered, as conv2d_shared_x_border's
+// passes read it.
+std::pair<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& yd, const Tensor& b,
+                                            const kernels::PlaneBorder& border = {}) {
   const BiasShape d = bias_shape(dy);
   const bool want_db = tracks_grad(b);
   Tensor dpre = dy, db;
   if (want_db) db = grad_destination(b);
+  if (border.any()) {
+    const int H = int(dy.size(2)), W = int(dy.size(3));
+    dpre = Tensor::empty({kernels::bordered_elems(d.N, d.C, H, W, border)}, dy.dtype(), dy.device());
+    detail::on_device(
+        dy,
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::cpu::bias_act_bwd_bordered<T>(d.N, d.C, H, W, border,
+                                                 yd.defined() ? yd.data<T>() : nullptr, dy.data<T>(),
+                                                 dpre.data<T>(), want_db ? db.data<T>() : nullptr);
+        },
+        [&](cudaStream_t) { throw std::logic_error("bias_act_backward: a border on the GPU"); });
+    return {dpre, db};
+  }
   if (yd.defined()) dpre = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
   if (yd.defined() && want_db) {
     CVAE_RUN_KERNEL(dy, bias_relu_bwd, d.N, d.C, d.HW, yd.data<T>(), dy.data<T>(), dpre.data<T>(),
@@ -54,9 +71,10 @@ void check_bias(const char* op, const Tensor& b, int64_t channels) {
 // out = pass(a, b) for the conv problem s, into `into` when that is given (a weight's
 // gradient buffer), else a new tensor of out_shape. Fprop and Dgrad take an epilogue,
 // act(out + bias) (bias undefined: none).
+// a_bordered (CPU, Fprop and Wgrad): a carries conv2d_shared_x_border(s).
 Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Tensor& b,
                  const Shape& out_shape, const Tensor& bias = Tensor(), bool relu = false,
-                 Tensor into = Tensor()) {
+                 Tensor into = Tensor(), bool a_bordered = false) {
   Tensor out = into.defined() ? into : Tensor::empty(out_shape, a.dtype(), a.device());
   detail::on_device(
       a,
@@ -69,9 +87,11 @@ Tensor conv_pass(ConvPass pass, const Conv2dShape& s, const Tensor& a, const Ten
         T* pw = ws.data<T>();
         const T* pbias = bias.defined() ? bias.data<T>() : nullptr;
         switch (pass) {  // a=x, b=w | a=dy, b=w | a=x, b=dy
-          case ConvPass::Fprop: kernels::cpu::conv2d_fprop_bias_act<T>(s, pa, pb, pbias, relu, po, pw); break;
+          case ConvPass::Fprop:
+            kernels::cpu::conv2d_fprop_bias_act<T>(s, pa, pb, pbias, relu, po, pw, a_bordered);
+            break;
           case ConvPass::Dgrad: kernels::cpu::conv2d_dgrad_bias_act<T>(s, pa, pb, pbias, relu, po, pw); break;
-          case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw); break;
+          case ConvPass::Wgrad: kernels::cpu::conv2d_wgrad<T>(s, pa, pb, po, pw, a_bordered); break;
         }
       },
       [&](cudaStream_t st) {  // the CUDA kernels gather: no workspace
@@ -125,18 +145,24 @@ void check_conv_args(const char* op, const Tensor& x, const Tensor& w, int strid
 // bias/ReLU epilogue: Fprop for conv2d, Dgrad for conv_transpose2d (yd: the output, when
 // ReLU was applied). dpre = act'(y) dy; dx comes from the other data pass; dw from wgrad
 // with s's input and output gradient in their conv roles (x and dpre, or swapped).
+// On the CPU a transposed conv's dpre is s's x for both of its passes: when they read it
+// through the same border, dpre is written bordered (no plain copy, no copy per pass).
 BackwardFn conv_layer_backward(ConvPass forward, const Conv2dShape& s, const Tensor& x, const Tensor& w,
                                const Tensor& b, const Tensor& yd) {
   const bool transposed = forward == ConvPass::Dgrad;
   return [=](const Tensor& dy) -> std::vector<Tensor> {
-    auto [dpre, db] = bias_act_backward(dy, yd, b);
+    const kernels::PlaneBorder border =
+        transposed && dy.device() == Device::CPU ? kernels::conv2d_shared_x_border(s) : kernels::PlaneBorder{};
+    auto [dpre, db] = bias_act_backward(dy, yd, b, border);
+    const bool bordered = border.any();
     Tensor dx = tracks_grad(x) ? conv_pass(transposed ? ConvPass::Fprop : ConvPass::Dgrad, s, dpre, w,
-                                           transposed ? y_shape(s) : x_shape(s))
+                                           transposed ? y_shape(s) : x_shape(s), Tensor(), false, Tensor(),
+                                           bordered)
                                : Tensor();
     const Tensor& conv_x = transposed ? dpre : x;
     const Tensor& conv_dy = transposed ? x : dpre;
     Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, conv_x, conv_dy, w_shape(s), Tensor(), false,
-                                           grad_destination(w))
+                                           grad_destination(w), bordered)
                                : Tensor();
     return {dx, dw, db};
   };

@@ -51,6 +51,21 @@ inline uint64_t philox_blocks(int64_t n) { return static_cast<uint64_t>((n + 3) 
 // depend on the thread count.
 int conv2d_batch_slots(const Conv2dShape& s);
 
+// A zero border around every [H, W] plane of a tensor: top and bottom rows, left and
+// right columns. The CPU's direct conv passes read an input that taps would leave
+// (padding) through a copy with such a border.
+struct PlaneBorder {
+  int top = 0, left = 0, bottom = 0, right = 0;
+  bool any() const { return top || left || bottom || right; }
+};
+// Elements of an [N, C, H, W] tensor with border b around each plane.
+int64_t bordered_elems(int N, int C, int H, int W, const PlaneBorder& b);
+// The border with which the CPU's fprop and wgrad of s both read x, when both do (their
+// direct forms, with padding); none otherwise. A transposed conv's backward then borders
+// its output gradient (conv x) once, fused into the ReLU's backward, for the two passes
+// (x_bordered below), instead of each pass copying it.
+PlaneBorder conv2d_shared_x_border(const Conv2dShape& s);
+
 namespace cpu {
 
 // y = conv(x, w)                      (overwrites y)
@@ -58,9 +73,10 @@ template <typename T>
 void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace);
 // y = act(conv(x, w) + bias[k]): fprop with its epilogue fused (bias may be null; relu
 // max(., 0) keeps NaN as relu_fwd does). The CUDA twin has the same name.
+// x_bordered: x already carries conv2d_shared_x_border(s) (which must be some border).
 template <typename T>
 void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T* bias, bool relu,
-                           T* y, T* workspace);
+                           T* y, T* workspace, bool x_bordered = false);
 // dx = conv^T(dy, w)                  (overwrites dx)
 template <typename T>
 void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* workspace);
@@ -68,9 +84,10 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 template <typename T>
 void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const T* bias,
                            bool relu, T* dx, T* workspace);
-// dw = sum_n x (*) dy                 (overwrites dw)
+// dw = sum_n x (*) dy                 (overwrites dw; x_bordered as for fprop)
 template <typename T>
-void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace);
+void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace,
+                  bool x_bordered = false);
 
 // ---------------------------------------------------------------------------
 // CPU code paths. The GEMM (and through it every convolution) runs the micro-kernel
@@ -121,6 +138,12 @@ void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db);
 // bias_add_bwd of dpre, bit for bit as relu_bwd then bias_add_bwd (dpre may alias dy).
 template <typename T>
 void bias_relu_bwd(int N, int C, int64_t HW, const T* y, const T* dy, T* dpre, T* db);
+// The same for an [N,C,H,W] tensor with dpre written with border b around each plane
+// (zeros there; dpre must not alias dy when b has any): dpre = dy * (y > 0), or dpre = dy
+// when y is null; db (may be null) bit for bit as bias_relu_bwd's or bias_add_bwd's.
+template <typename T>
+void bias_act_bwd_bordered(int N, int C, int H, int W, const PlaneBorder& b, const T* y,
+                           const T* dy, T* dpre, T* db);
 
 // ---------------------------------------------------------------------------
 // Elementwise, n elements. Outputs may alias inputs.

@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "kernels/kernels.h"
 #include "models/cvae.h"
 #include "support/gradcheck.h"
 
@@ -66,6 +67,27 @@ TEST(Gradcheck, ConvTranspose2d) {
           return conv_transpose2d(in[0], in[1], c.stride, c.pad);
         },
         {x, w}));
+  }
+}
+
+// The layer as the CVAE's decoder uses it (bias, ReLU) at shapes where the CPU writes the
+// ReLU's gradient bordered for both backward passes (kernels::conv2d_shared_x_border):
+// the deconvs' own path, which the small cases above do not take.
+TEST(Gradcheck, ConvTranspose2dWithBiasAndReluWhereTheGradientIsBordered) {
+  struct Case { int N, Cin, H, W, Cout, stride; };
+  uint32_t seed = 150;
+  for (const Case& c : {Case{2, 16, 3, 4, 4, 2}, Case{1, 16, 4, 3, 5, 1}}) {
+    ASSERT_TRUE(kernels::conv2d_shared_x_border(
+                    kernels::conv_transpose2d_shape_same(c.N, c.Cin, c.H, c.W, c.Cout, 3, 3, c.stride))
+                    .any());
+    Tensor x = random_leaf({c.N, c.Cin, c.H, c.W}, seed++);
+    Tensor w = random_leaf({c.Cin, c.Cout, 3, 3}, seed++);
+    Tensor b = random_leaf({c.Cout}, seed++, -0.1, 0.1);
+    EXPECT_TRUE(gradcheck(
+        [&](const std::vector<Tensor>& in) {
+          return conv_transpose2d(in[0], in[1], in[2], c.stride, Padding::Same, true);
+        },
+        {x, w, b}));
   }
 }
 

@@ -268,6 +268,50 @@ TEST(Conv, SameBitsWithOneOrTwoThreads) {
   }
 }
 
+// A transposed conv's backward on the CPU writes its ReLU'd output gradient with the
+// border its fprop and wgrad both read (conv2d_shared_x_border); the passes then read it
+// as it is. Same bits as the plain kernels: relu_bwd, bias_add_bwd, then each pass
+// bordering x itself. And a border is refused for a shape whose passes read none.
+TEST(Conv, SharedBorderGivesThePlainPassesBits) {
+  for (const auto& s : {kc::conv_transpose2d_shape_same(3, 32, 7, 7, 64, 3, 3, 2),    // deconv1
+                        kc::conv_transpose2d_shape_same(2, 64, 14, 14, 32, 3, 3, 2),  // deconv2
+                        kc::conv2d_shape_same(2, 20, 9, 8, 18, 3, 3, 1)}) {           // stride 1
+    SCOPED_TRACE(::testing::Message() << "C" << s.C << " " << s.H << "x" << s.W << " K" << s.K);
+    const kc::PlaneBorder b = kc::conv2d_shared_x_border(s);
+    ASSERT_TRUE(b.any());
+    auto y = random_vector<float>(x_size(s), 41), g = random_vector<float>(x_size(s), 42);
+    auto w = random_vector<float>(w_size(s), 43), dy = random_vector<float>(y_size(s), 44);
+    // the plain way
+    std::vector<float> dpre(x_size(s)), db(s.C), db_plain(s.C), ws(kc::conv2d_workspace_elems(s));
+    std::vector<float> out(y_size(s)), dw(w_size(s));
+    cpu::relu_bwd<float>(int64_t(x_size(s)), y.data(), g.data(), dpre.data());
+    cpu::bias_add_bwd<float>(s.N, s.C, int64_t(s.H) * s.W, dpre.data(), db_plain.data());
+    cpu::conv2d_fprop<float>(s, dpre.data(), w.data(), out.data(), ws.data());
+    cpu::conv2d_wgrad<float>(s, dpre.data(), dy.data(), dw.data(), ws.data());
+    // bordered once
+    std::vector<float> xb(kc::bordered_elems(s.N, s.C, s.H, s.W, b), nan_v<float>());
+    std::vector<float> out_b(y_size(s), nan_v<float>()), dw_b(w_size(s), nan_v<float>());
+    std::fill(ws.begin(), ws.end(), nan_v<float>());
+    cpu::bias_act_bwd_bordered<float>(s.N, s.C, s.H, s.W, b, y.data(), g.data(), xb.data(), db.data());
+    cpu::conv2d_fprop_bias_act<float>(s, xb.data(), w.data(), nullptr, false, out_b.data(), ws.data(), true);
+    cpu::conv2d_wgrad<float>(s, xb.data(), dy.data(), dw_b.data(), ws.data(), true);
+    EXPECT_EQ(0, std::memcmp(db.data(), db_plain.data(), db.size() * sizeof(float))) << "db";
+    EXPECT_EQ(0, std::memcmp(out.data(), out_b.data(), out.size() * sizeof(float))) << "fprop";
+    EXPECT_EQ(0, std::memcmp(dw.data(), dw_b.data(), dw.size() * sizeof(float))) << "wgrad";
+    // without the ReLU: dy itself, bordered
+    std::vector<float> gb(xb.size(), nan_v<float>());
+    cpu::bias_act_bwd_bordered<float>(s.N, s.C, s.H, s.W, b, nullptr, g.data(), gb.data(), nullptr);
+    cpu::conv2d_fprop<float>(s, g.data(), w.data(), out.data(), ws.data());
+    cpu::conv2d_fprop_bias_act<float>(s, gb.data(), w.data(), nullptr, false, out_b.data(), ws.data(), true);
+    EXPECT_EQ(0, std::memcmp(out.data(), out_b.data(), out.size() * sizeof(float))) << "fprop, no relu";
+  }
+  const auto plain = kc::conv2d_shape_valid(2, 32, 13, 13, 64, 3, 3, 2);  // valid: no border
+  EXPECT_FALSE(kc::conv2d_shared_x_border(plain).any());
+  std::vector<float> x(x_size(plain)), w(w_size(plain)), y(y_size(plain)), ws(kc::conv2d_workspace_elems(plain));
+  EXPECT_THROW(cpu::conv2d_fprop_bias_act<float>(plain, x.data(), w.data(), nullptr, false, y.data(), ws.data(), true),
+               std::invalid_argument);
+}
+
 // TF Conv2DTranspose `same` 7 -> 14, k3 s2 == PyTorch ConvTranspose2d(padding=0) (15x15)
 // cropped to its first 14 rows and columns: checked by a direct scatter.
 TEST(Conv, TransposedSameIsCroppedPaddingZeroScatter) {

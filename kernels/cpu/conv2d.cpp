@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "kernels/cpu/gemm_views.h"
+#include "kernels/cpu/plane_border.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -96,37 +97,18 @@ GemmOperand<T> channels_by_positions(const Conv2dShape& s, const T* y) {
 // tensor whose taps can fall outside is first copied with a zero border. Which form a
 // pass takes depends only on the shape, never on the thread count.
 
-// A zero border around each [H,W] plane of planes: top, left, bottom, right.
-struct Border {
-  int top = 0, left = 0, bottom = 0, right = 0;
-  bool any() const { return top || left || bottom || right; }
-};
+using Border = PlaneBorder;
 
 int64_t padded_elems(int64_t planes, int H, int W, const Border& b) {
   return planes * (H + b.top + b.bottom) * (W + b.left + b.right);
 }
 
-// dst[plane][h + top][w + left] = src[plane][h][w], zero elsewhere. Rows are short (6 to
-// 28 elements): the loops stay loops, not a memset or memcpy call per row.
+// dst[plane][h + top][w + left] = src[plane][h][w], zero elsewhere.
 template <typename T>
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
 void copy_with_border(int64_t planes, int H, int W, const Border& b, const T* src, T* dst) {
-  const int Hp = H + b.top + b.bottom, Wp = W + b.left + b.right;
-#pragma omp parallel for schedule(static) if (planes * Hp * Wp >= (1 << 16) && !omp_in_parallel())
-  for (int64_t pl = 0; pl < planes; ++pl) {
-    T* d = dst + pl * Hp * Wp;
-    const T* sp = src + pl * H * W;
-    for (int64_t i = 0; i < (int64_t)b.top * Wp; ++i) d[i] = T(0);
-    for (int h = 0; h < H; ++h) {
-      T* row = d + (int64_t)(h + b.top) * Wp;
-      const T* in = sp + (int64_t)h * W;
-      for (int i = 0; i < b.left; ++i) row[i] = T(0);
-      for (int i = 0; i < W; ++i) row[b.left + i] = in[i];
-      for (int i = 0; i < b.right; ++i) row[b.left + W + i] = T(0);
-    }
-    T* tail = d + (int64_t)(H + b.top) * Wp;
-    for (int64_t i = 0; i < (int64_t)b.bottom * Wp; ++i) tail[i] = T(0);
-  }
+  const int64_t hw = int64_t(H) * W, plane = padded_elems(1, H, W, b);
+#pragma omp parallel for schedule(static) if (planes * plane >= (1 << 16) && !omp_in_parallel())
+  for (int64_t pl = 0; pl < planes; ++pl) put_plane(H, W, b, src + pl * hw, dst + pl * plane);
 }
 
 // fprop reads x[p*sh - ph + r][q*sw - pw + s]: the border that keeps every read inside.
@@ -179,6 +161,12 @@ Border dgrad_border(const Conv2dShape& s) {
 // Enough output channels to fill the vectors: dw^T with x read directly.
 bool wgrad_is_direct(const Conv2dShape& s) { return s.K >= 16; }
 
+// x_bordered promises x with the border both direct passes read it through.
+void check_x_bordered(const Conv2dShape& s, bool x_bordered) {
+  if (x_bordered && !conv2d_shared_x_border(s).any())
+    throw std::invalid_argument("conv2d: a bordered x for a shape whose passes read none");
+}
+
 // Few input channels and the scatter of col2im would dominate: gather form instead.
 bool dgrad_is_direct(const Conv2dShape& s) { return s.C >= 16 && s.K >= 8; }
 
@@ -204,8 +192,9 @@ T* stage_buffer() {
 // bias and ReLU are applied to each tile as it is stored.
 template <typename T>
 void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T* bias, bool relu,
-                           T* y, T* workspace) {
+                           T* y, T* workspace, bool x_bordered) {
   check_shape(s);
+  check_x_bordered(s, x_bordered);
   GemmProblem<T> p;
   p.C.base = y, p.C.layout = GemmLayout::Gather;
   p.C.bias = bias, p.C.relu = relu;
@@ -217,11 +206,12 @@ void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T
     return gemm_run(p);
   }
   const Border b = fprop_border(s);
-  if (b.any()) copy_with_border((int64_t)s.N * s.C, s.H, s.W, b, x, workspace);
+  const bool copy = b.any() && !x_bordered;
+  if (copy) copy_with_border((int64_t)s.N * s.C, s.H, s.W, b, x, workspace);
   Conv2dShape sp = s;  // the bordered image, read as a `valid` conv
   sp.H += b.top + b.bottom, sp.W += b.left + b.right, sp.pad_h = sp.pad_w = 0;
   p.M = s.N * (int)pq_of(s), p.N = s.K, p.K = (int)crs_of(s);
-  p.A.base = b.any() ? workspace : x, p.A.layout = GemmLayout::Direct;
+  p.A.base = copy ? workspace : x, p.A.layout = GemmLayout::Direct;
   p.A.row = positions_in_x(sp), p.A.col = taps_axis(sp);
   p.B.base = w, p.B.layout = GemmLayout::Cols, p.B.ld = crs_of(s);  // w^T
   p.C.row = positions_in_y(s), p.C.col = channels_in_y(s);
@@ -231,7 +221,7 @@ void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T
 
 template <typename T>
 void conv2d_fprop(const Conv2dShape& s, const T* x, const T* w, T* y, T* workspace) {
-  conv2d_fprop_bias_act<T>(s, x, w, nullptr, false, y, workspace);
+  conv2d_fprop_bias_act<T>(s, x, w, nullptr, false, y, workspace, false);
 }
 
 // dx[n,c,h,w] = sum_{k,p,q,r,s : p*sh-ph+r=h, q*sw-pw+s=w} dy[n,k,p,q] * w[k,c,r,s]
@@ -410,8 +400,10 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 // Direct: dw^T[(c,r,s), k] = sum_{(n,p,q)} x(...) dy^T, x read in place (or bordered);
 // otherwise dw = dy col^T with the columns packed from x.
 template <typename T>
-void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace) {
+void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace,
+                  bool x_bordered) {
   check_shape(s);
+  check_x_bordered(s, x_bordered);
   const int64_t crs = crs_of(s), pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
   const int64_t kcrs = s.K * crs, slots = conv2d_batch_slots(s);
   T* partials = workspace;  // slots-1 of K*C*R*S
@@ -420,7 +412,7 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
   Conv2dShape sp = s;  // the bordered image, read as a `valid` conv
   sp.H += b.top + b.bottom, sp.W += b.left + b.right, sp.pad_h = sp.pad_w = 0;
   const T* xr = x;
-  if (direct && b.any()) {
+  if (direct && b.any() && !x_bordered) {
     T* xp = workspace + (slots - 1) * kcrs;
     copy_with_border((int64_t)s.N * s.C, s.H, s.W, b, x, xp);
     xr = xp;
@@ -454,12 +446,12 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
 
 #define CVAE_INSTANTIATE_CONV(T)                                                         \
   template void conv2d_fprop_bias_act<T>(const Conv2dShape&, const T*, const T*, const T*, \
-                                         bool, T*, T*);                                  \
+                                         bool, T*, T*, bool);                            \
   template void conv2d_dgrad_bias_act<T>(const Conv2dShape&, const T*, const T*, const T*, \
                                          bool, T*, T*);                                  \
   template void conv2d_fprop<T>(const Conv2dShape&, const T*, const T*, T*, T*);         \
   template void conv2d_dgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*);         \
-  template void conv2d_wgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*);
+  template void conv2d_wgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*, bool);
 CVAE_INSTANTIATE_CONV(float)
 CVAE_INSTANTIATE_CONV(double)
 #undef CVAE_INSTANTIATE_CONV
@@ -470,6 +462,15 @@ namespace cvae::kernels {
 
 // The largest of what one pass needs: fprop's or dgrad's bordered copy (direct forms),
 // wgrad's (slots-1) partial sums (slot 0 accumulates straight into dw) and its bordered x.
+int64_t bordered_elems(int N, int C, int H, int W, const PlaneBorder& b) {
+  return cpu::padded_elems(int64_t(N) * C, H, W, b);
+}
+
+PlaneBorder conv2d_shared_x_border(const Conv2dShape& s) {
+  using namespace cpu;
+  return fprop_is_direct(s) && wgrad_is_direct(s) ? fprop_border(s) : PlaneBorder{};
+}
+
 size_t conv2d_workspace_elems(const Conv2dShape& s) {
   if (!(s.N >= 1 && s.C >= 1 && s.K >= 1 && s.R >= 1 && s.S >= 1 && s.P >= 1 && s.Q >= 1 &&
         s.H >= 1 && s.W >= 1 && s.stride_h >= 1 && s.stride_w >= 1))

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
+#include "kernels/cpu/plane_border.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -68,22 +70,57 @@ void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db) {
   }
 }
 
+namespace {
+
+// dpre = dy * (y > 0) (y null: dy), each [HW] row written in place or, with a border,
+// through a scratch row into its bordered plane (H x W); db[c] = sum_n sum_hw dpre[n,c,hw]
+// in bias_add_bwd's order (db null: not summed).
+template <typename T>
+void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder& b, const T* y,
+                       const T* dy, T* dpre, T* db) {
+  const bool border = b.any();
+  const int64_t plane = int64_t(H + b.top + b.bottom) * (W + b.left + b.right);
+#pragma omp parallel if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
+  {
+    std::vector<T> scratch(border && y ? HW : 0);
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; ++c) {
+      double s = 0;
+      for (int n = 0; n < N; ++n) {
+        const int64_t row = static_cast<int64_t>(n) * C + c;
+        const T* g = dy + row * HW;
+        const T* v = g;  // the row's dpre values
+        if (y) {
+          T* out = border ? scratch.data() : dpre + row * HW;
+          const T* yr = y + row * HW;
+          for (int64_t i = 0; i < HW; ++i) {
+            const T gi = g[i];  // loaded unconditionally, so that the select vectorizes
+            out[i] = yr[i] > T(0) ? gi : T(0);
+          }
+          v = out;
+        }
+        if (db) s += sum_contig(v, HW);
+        if (border) put_plane(H, W, b, v, dpre + row * plane);
+        else if (v != dpre + row * HW)
+          for (int64_t i = 0; i < HW; ++i) dpre[row * HW + i] = v[i];
+      }
+      if (db) db[c] = static_cast<T>(s);
+    }
+  }
+}
+
+}  // namespace
+
 // dpre = dy * (y > 0); db[c] = sum_n sum_hw dpre[n,c,hw], in bias_add_bwd's order
 template <typename T>
 void bias_relu_bwd(int N, int C, int64_t HW, const T* y, const T* dy, T* dpre, T* db) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
-  for (int c = 0; c < C; ++c) {
-    double s = 0;
-    for (int n = 0; n < N; ++n) {
-      const int64_t row = (static_cast<int64_t>(n) * C + c) * HW;
-      for (int64_t i = 0; i < HW; ++i) {
-        const T g = dy[row + i];  // loaded unconditionally, so that the select vectorizes
-        dpre[row + i] = y[row + i] > T(0) ? g : T(0);
-      }
-      s += sum_contig(dpre + row, HW);
-    }
-    db[c] = static_cast<T>(s);
-  }
+  bias_act_bwd_rows(N, C, HW, 1, 1, PlaneBorder{}, y, dy, dpre, db);
+}
+
+template <typename T>
+void bias_act_bwd_bordered(int N, int C, int H, int W, const PlaneBorder& b, const T* y,
+                           const T* dy, T* dpre, T* db) {
+  bias_act_bwd_rows(N, C, int64_t(H) * W, H, W, b, y, dy, dpre, db);
 }
 
 // y = max(x, 0)   (NaN propagates)
@@ -215,6 +252,8 @@ void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* 
   template void relu_fwd<T>(int64_t, const T*, T*);                                  \
   template void relu_bwd<T>(int64_t, const T*, const T*, T*);                        \
   template void bias_relu_bwd<T>(int, int, int64_t, const T*, const T*, T*, T*);     \
+  template void bias_act_bwd_bordered<T>(int, int, int, int, const PlaneBorder&, const T*, \
+                                         const T*, T*, T*);                          \
   template void sigmoid_fwd<T>(int64_t, const T*, T*);                               \
   template void sigmoid_bwd<T>(int64_t, const T*, const T*, T*);                     \
   template void exp_fwd<T>(int64_t, const T*, T*);                                   \
