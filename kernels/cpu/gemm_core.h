@@ -191,6 +191,77 @@ void pack_b_elements(const GemmOperand<T>& B, int p0, int kc, int j, int cols, c
   }
 }
 
+// An L x L block of floats transposed in registers, L = the vector's lanes:
+// dst[t * ldd + j] = src[j * step + t]. log2(L) rounds of pairwise interleaves (row i
+// with row i + L/2: lows, then highs) leave row t holding what was column t.
+template <int L>
+struct Lanes;  // float vectors of L lanes and the index vectors of the interleaves
+template <>
+struct Lanes<4> {
+  typedef float V __attribute__((vector_size(16)));
+  typedef int32_t M __attribute__((vector_size(16)));
+  static constexpr M lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};
+};
+template <>
+struct Lanes<8> {
+  typedef float V __attribute__((vector_size(32)));
+  typedef int32_t M __attribute__((vector_size(32)));
+  static constexpr M lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
+};
+template <>
+struct Lanes<16> {
+  typedef float V __attribute__((vector_size(64)));
+  typedef int32_t M __attribute__((vector_size(64)));
+  static constexpr M lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+  static constexpr M hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+};
+
+template <int L>
+inline void transpose_block(const float* src, int64_t step, float* dst, int ldd) {
+  using V = typename Lanes<L>::V;
+  V r[L], n[L];
+#pragma GCC unroll 16
+  for (int j = 0; j < L; ++j) std::memcpy(&r[j], src + j * step, sizeof(V));
+#pragma GCC unroll 4
+  for (int round = 1; round < L; round *= 2) {
+#pragma GCC unroll 8
+    for (int i = 0; i < L / 2; ++i) {
+      n[2 * i] = __builtin_shuffle(r[i], r[i + L / 2], Lanes<L>::lo);
+      n[2 * i + 1] = __builtin_shuffle(r[i], r[i + L / 2], Lanes<L>::hi);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) r[i] = n[i];
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < L; ++t) std::memcpy(dst + t * ldd, &r[t], sizeof(V));
+}
+
+// A full B panel whose columns lie `step` apart and whose rows k at base + ro[k]
+// (wgrad's dy^T: channels a plane apart, positions contiguous within an image):
+// dst[k][j] = base[ro[k] + j * step]. Float blocks of L consecutive positions are
+// transposed in registers; other rows (at an image's end) go element by element.
+template <typename T, int NR>
+void pack_b_strided_columns(const T* base, int64_t step, const int64_t* ro, int kc, T* dst) {
+  constexpr int L = kVectorBytes / int(sizeof(T));
+  int k = 0;
+  if constexpr (sizeof(T) == 4 && NR % L == 0) {
+    int consecutive[kMaxKc];  // how many rows from k on lie one element apart
+    if (kc > 0) consecutive[kc - 1] = 1;
+    for (int i = kc - 2; i >= 0; --i) consecutive[i] = ro[i + 1] == ro[i] + 1 ? consecutive[i + 1] + 1 : 1;
+    while (k + L <= kc) {
+      if (consecutive[k] < L) {
+        for (int j = 0; j < NR; ++j) dst[k * NR + j] = base[ro[k] + j * step];
+        ++k;
+        continue;
+      }
+      for (int jb = 0; jb < NR; jb += L) transpose_block<L>(base + ro[k] + jb * step, step, dst + k * NR + jb, NR);
+      k += L;
+    }
+  }
+  for (; k < kc; ++k)
+    for (int j = 0; j < NR; ++j) dst[k * NR + j] = base[ro[k] + j * step];
+}
+
 // B: NR-column panels, dst[panel][k][j] = B(p0+k, j0+jr+j), columns past N zero.
 template <typename T, int NR>
 void pack_b(const GemmOperand<T>& B, int N, int p0, int kc, int j0, int nc, T* dst) {
@@ -222,6 +293,10 @@ void pack_b(const GemmOperand<T>& B, int N, int p0, int kc, int j0, int nc, T* d
     const int nruns = axis_runs(B.col, j0 + jr, cols, runs);
     if (4 * nruns > cols) {  // short runs (the taps of a small filter): element by element
       pack_b_elements<T, NR>(B, p0, kc, j0 + jr, cols, ro, rh, rw, dst);
+      continue;
+    }
+    if (!B.bounded && nruns == 1 && runs[0].step > 1 && cols == NR) {
+      pack_b_strided_columns<T, NR>(B.base + B.off0 + runs[0].off, runs[0].step, ro, kc, dst);
       continue;
     }
     for (int k = 0; k < kc; ++k) {
