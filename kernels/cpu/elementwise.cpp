@@ -2,6 +2,8 @@
 // sum/broadcast of kernels/kernels.h. Plain loops for GCC to vectorize; OpenMP only
 // for large n. Not here: GEMM/conv (gemm.cpp, conv.cpp), losses (loss.cpp).
 // Reductions accumulate in double in a fixed order: bit-identical for any thread count.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -72,39 +74,51 @@ void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db) {
 
 namespace {
 
-// dpre = dy * (y > 0) (y null: dy), each [HW] row written in place or, with a border,
-// through a scratch row into its bordered plane (H x W); db[c] = sum_n sum_hw dpre[n,c,hw]
-// in bias_add_bwd's order (db null: not summed).
+// One [HW] row of dpre = dy * (y > 0) (y null: dy), written in place or, with a border,
+// through a scratch row into its bordered plane (H x W); returns the row's sum_contig.
+template <typename T>
+double bias_act_bwd_row(int64_t row, int64_t HW, int H, int W, const PlaneBorder& b, int64_t plane,
+                        const T* y, const T* dy, T* dpre, T* scratch) {
+  const T* g = dy + row * HW;
+  const T* v = g;  // the row's dpre values
+  if (y) {
+    T* out = b.any() ? scratch : dpre + row * HW;
+    const T* yr = y + row * HW;
+    for (int64_t i = 0; i < HW; ++i) {
+      const T gi = g[i];  // loaded unconditionally, so that the select vectorizes
+      out[i] = yr[i] > T(0) ? gi : T(0);
+    }
+    v = out;
+  }
+  if (b.any()) put_plane(H, W, b, v, dpre + row * plane);
+  else if (v != dpre + row * HW)
+    for (int64_t i = 0; i < HW; ++i) dpre[row * HW + i] = v[i];
+  return sum_contig(v, HW);
+}
+
+// bias_act_bwd_row over [N, C] rows; db[c] = sum_n of the rows' sums, n in order (db null:
+// not kept). Each thread takes a fixed share of the channels and walks its rows in memory
+// order (images outer, in blocks of kChannelBlock channels), so that it streams.
+constexpr int kChannelBlock = 256;
 template <typename T>
 void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder& b, const T* y,
                        const T* dy, T* dpre, T* db) {
-  const bool border = b.any();
   const int64_t plane = int64_t(H + b.top + b.bottom) * (W + b.left + b.right);
 #pragma omp parallel if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
   {
-    std::vector<T> scratch(border && y ? HW : 0);
-#pragma omp for schedule(static)
-    for (int c = 0; c < C; ++c) {
-      double s = 0;
-      for (int n = 0; n < N; ++n) {
-        const int64_t row = static_cast<int64_t>(n) * C + c;
-        const T* g = dy + row * HW;
-        const T* v = g;  // the row's dpre values
-        if (y) {
-          T* out = border ? scratch.data() : dpre + row * HW;
-          const T* yr = y + row * HW;
-          for (int64_t i = 0; i < HW; ++i) {
-            const T gi = g[i];  // loaded unconditionally, so that the select vectorizes
-            out[i] = yr[i] > T(0) ? gi : T(0);
-          }
-          v = out;
-        }
-        if (db) s += sum_contig(v, HW);
-        if (border) put_plane(H, W, b, v, dpre + row * plane);
-        else if (v != dpre + row * HW)
-          for (int64_t i = 0; i < HW; ++i) dpre[row * HW + i] = v[i];
-      }
-      if (db) db[c] = static_cast<T>(s);
+    // The one allocation of a kernel here: a scratch row per thread, grown once.
+    static thread_local std::vector<T> scratch;
+    if (b.any() && y && int64_t(scratch.size()) < HW) scratch.resize(size_t(HW));
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int c_end = int(int64_t(C) * (t + 1) / nt);
+    for (int c0 = int(int64_t(C) * t / nt); c0 < c_end; c0 += kChannelBlock) {
+      const int c1 = std::min(c_end, c0 + kChannelBlock);
+      double sums[kChannelBlock] = {};
+      for (int n = 0; n < N; ++n)
+        for (int c = c0; c < c1; ++c)
+          sums[c - c0] += bias_act_bwd_row(int64_t(n) * C + c, HW, H, W, b, plane, y, dy, dpre, scratch.data());
+      if (db)
+        for (int c = c0; c < c1; ++c) db[c] = static_cast<T>(sums[c - c0]);
     }
   }
 }
