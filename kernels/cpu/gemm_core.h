@@ -580,7 +580,12 @@ void run_tiles(const GemmProblem<T>& p) {
   int mc = 0, nc = 0;
   choose_tiles(p.M, p.N, B_::MR, B_::NR, B_::MC, B_::NC, threads, &mc, &nc);
   const int mt = ceil_div(p.M, mc), nt = ceil_div(p.N, nc);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+  if (threads == 1) {  // no parallel region: inside another one it would still build a team
+    PackCache cache;
+    for (int t = 0; t < mt * nt; ++t) gemm_tile<T, NV>(p, (t / nt) * mc, mc, (t % nt) * nc, nc, &cache);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
   {
     PackCache cache;
     // Dynamic: under contention from another process the threads that run more take
