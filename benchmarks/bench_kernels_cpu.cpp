@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <random>
+#include <cstdlib>
 #include <vector>
 
 #include "benchmarks/cvae_shapes.h"
@@ -32,8 +33,14 @@ void set_flops(benchmark::State& state, double flops_per_iter) {
 
 enum class Pass { Fprop, Dgrad, Wgrad };
 
+// The conv layers' batch: 100, or CVAE_BENCH_BATCH (e.g. 32, the tutorial's).
+int conv_batch() {
+  const char* v = std::getenv("CVAE_BENCH_BATCH");
+  return v && std::atoi(v) > 0 ? std::atoi(v) : 100;
+}
+
 void BM_Conv(benchmark::State& state, int layer_index, Pass pass) {
-  const Conv2dShape s = cvae::bench::cvae_conv_layer(layer_index);
+  const Conv2dShape s = cvae::bench::cvae_conv_layer(layer_index, conv_batch());
   const size_t xs = (size_t)s.N * s.C * s.H * s.W, ws = (size_t)s.K * s.C * s.R * s.S;
   const size_t ys = (size_t)s.N * s.K * s.P * s.Q;
   auto x = random_floats(xs, 1), w = random_floats(ws, 2), y = random_floats(ys, 3);
