@@ -3,6 +3,7 @@
 // Odd sizes, outputs poisoned with NaN, float and double. Not here: GEMM/conv, RNG.
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -71,6 +72,33 @@ TYPED_TEST(Elementwise, BiasAdd) {
         for (int64_t h = 0; h < HW; ++h) dref[c] += static_cast<double>(dy[(i * C + c) * HW + h]);
     k::bias_add_bwd<T>(N, C, HW, dy.data(), db.data());
     EXPECT_TRUE(all_close(db, dref, rtol<T>(), 1e-15)) << "HW " << HW;
+  }
+}
+
+// The fused ReLU backward is relu_bwd then bias_add_bwd, bit for bit: for dense layers
+// (HW = 1, rows of one element), for planes, in place, with one thread or two, and with
+// more channels than one block of a thread's channels (256).
+TYPED_TEST(Elementwise, BiasReluBackwardIsReluThenBiasAddBitForBit) {
+  using T = TypeParam;
+  for (auto [N, C, HW] : {std::array<int64_t, 3>{100, 1568, 1}, {3, 5, 1}, {7, 33, 49}, {2, 600, 3}}) {
+    SCOPED_TRACE(::testing::Message() << "N " << N << " C " << C << " HW " << HW);
+    const size_t n = size_t(N * C * HW);
+    auto y = random_vector<T>(n, 11), dy = random_vector<T>(n, 12);
+    auto dpre_ref = nans<T>(n), db_ref = nans<T>(size_t(C));
+    k::relu_bwd<T>(int64_t(n), y.data(), dy.data(), dpre_ref.data());
+    k::bias_add_bwd<T>(int(N), int(C), HW, dpre_ref.data(), db_ref.data());
+    const int saved = omp_get_max_threads();
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      auto dpre = nans<T>(n), db = nans<T>(size_t(C));
+      k::bias_relu_bwd<T>(int(N), int(C), HW, y.data(), dy.data(), dpre.data(), db.data());
+      EXPECT_EQ(0, std::memcmp(dpre.data(), dpre_ref.data(), n * sizeof(T))) << threads << " threads";
+      EXPECT_EQ(0, std::memcmp(db.data(), db_ref.data(), size_t(C) * sizeof(T))) << threads << " threads";
+      auto inplace = dy;
+      k::bias_relu_bwd<T>(int(N), int(C), HW, y.data(), inplace.data(), inplace.data(), db.data());
+      EXPECT_EQ(0, std::memcmp(inplace.data(), dpre_ref.data(), n * sizeof(T))) << "in place";
+    }
+    omp_set_num_threads(saved);
   }
 }
 
