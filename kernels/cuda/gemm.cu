@@ -201,9 +201,8 @@ __global__ void __launch_bounds__(G::THREADS)
     if (ep.relu) out = out < 0.f ? 0.f : out;  // NaN kept, as the CPU's relu
     *c = out;
   };
-
-  if (gridDim.z == 1) {
-    if (!owner) return;
+  // f(i, j, row, col) for every element of the register tile inside C.
+  auto each_inside = [&](auto&& f) {
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int64_t row = row_of(i);
@@ -211,41 +210,29 @@ __global__ void __launch_bounds__(G::THREADS)
 #pragma unroll
       for (int j = 0; j < TN; ++j) {
         const int64_t col = col_of(j);
-        if (col < N) finish(row, col, acc[i][j]);
+        if (col < N) f(i, j, row, col);
       }
     }
+  };
+
+  if (gridDim.z == 1) {
+    if (!owner) return;
+    each_inside([&](int i, int j, int64_t row, int64_t col) { finish(row, col, acc[i][j]); });
     return;
   }
   // Split K: every block parks its slice; the tile's last block adds the slices in z order.
   const int64_t mn = static_cast<int64_t>(M) * N;
   if (owner) {
     float* mine = ep.partial + blockIdx.z * mn;
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-      const int64_t row = row_of(i);
-      if (row >= M) continue;
-#pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        const int64_t col = col_of(j);
-        if (col < N) mine[row * N + col] = acc[i][j];
-      }
-    }
+    each_inside([&](int i, int j, int64_t row, int64_t col) { mine[row * N + col] = acc[i][j]; });
   }
   if (!last_block_arrives(&ep.counters[blockIdx.y * gridDim.x + blockIdx.x], gridDim.z) || !owner) return;
   const volatile float* slices = ep.partial;
-#pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const int64_t row = row_of(i);
-    if (row >= M) continue;
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int64_t col = col_of(j);
-      if (col >= N) continue;
-      float sum = slices[row * N + col];
-      for (unsigned z = 1; z < gridDim.z; ++z) sum += slices[z * mn + row * N + col];
-      finish(row, col, sum);
-    }
-  }
+  each_inside([&](int, int, int64_t row, int64_t col) {
+    float sum = slices[row * N + col];
+    for (unsigned z = 1; z < gridDim.z; ++z) sum += slices[z * mn + row * N + col];
+    finish(row, col, sum);
+  });
 }
 
 // C[m,n] = beta == 0 ? 0 : beta * C[m,n]   (K == 0; C is [M, ldc], grid-stride)
