@@ -1,5 +1,6 @@
 // kernels.h: the one declaration header for cvae-engine's compute kernels.
-// Pure compute on raw pointers: no tensors, no autograd, no allocation, no I/O.
+// Pure compute on raw pointers: no tensors, no autograd, no I/O, no allocation (one
+// exception: the bordered ReLU backward's scratch row per thread, grown once).
 // Every CPU kernel is a template instantiated for float (real work) and double
 // (gradient checks). CUDA twins (kernels/cuda/) share names and shape structs.
 #pragma once

@@ -114,19 +114,18 @@ void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder
     for (int c0 = int(int64_t(C) * t / nt); c0 < c_end; c0 += kChannelBlock) {
       const int c1 = std::min(c_end, c0 + kChannelBlock);
       double sums[kChannelBlock] = {};
-      for (int n = 0; n < N; ++n) {
-        if (HW == 1 && !b.any()) {  // a dense layer: rows of one element (their sum_contig: it)
-          const int64_t r = int64_t(n) * C;
+      if (HW == 1 && !b.any()) {  // a dense layer: rows of one element (their sum_contig: it)
+        for (int64_t r = 0; r < int64_t(N) * C; r += C)
           for (int c = c0; c < c1; ++c) {
             const T gi = dy[r + c];
             const T v = !y || y[r + c] > T(0) ? gi : T(0);
             dpre[r + c] = v;
             sums[c - c0] += static_cast<double>(v);
           }
-          continue;
-        }
-        for (int c = c0; c < c1; ++c)
-          sums[c - c0] += bias_act_bwd_row(int64_t(n) * C + c, HW, H, W, b, plane, y, dy, dpre, scratch.data());
+      } else {
+        for (int n = 0; n < N; ++n)
+          for (int c = c0; c < c1; ++c)
+            sums[c - c0] += bias_act_bwd_row(int64_t(n) * C + c, HW, H, W, b, plane, y, dy, dpre, scratch.data());
       }
       if (db)
         for (int c = c0; c < c1; ++c) db[c] = static_cast<T>(sums[c - c0]);
