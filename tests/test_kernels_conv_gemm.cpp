@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/conv_thin.h"
 #include "kernels/kernels.h"
 #include "test_util.h"
 
@@ -209,6 +210,14 @@ std::vector<Conv2dShape> test_shapes() {
       kc::conv2d_shape_same(2, 18, 10, 9, 16, 4, 4, 3),          // stride 3, even kernel
       kc::conv2d_shape_valid(2, 16, 8, 8, 20, 1, 1, 2),          // 1x1 s2: phases without taps
       kc::conv2d_shape_same(2, 30, 6, 6, 150, 3, 3, 1),          // dgrad's K past a K block
+      // one input channel (conv_thin.h; the encoder's conv1 is above): stride 1 with padding
+      // (the decoder's deconv3), odd widths, K not a multiple of the channel block, rows
+      // wider than a vector, several column chunks, a plane too big for dgrad's scratch
+      kc::conv_transpose2d_shape_same(3, 7, 9, 11, 1, 3, 3, 1),
+      kc::conv2d_shape_same(2, 1, 10, 37, 5, 3, 3, 2),
+      kc::conv2d_shape_valid(3, 1, 30, 40, 3, 3, 3, 1),
+      kc::conv2d_shape_same(1, 1, 50, 45, 2, 3, 3, 1),
+      kc::conv2d_shape_same(1, 1, 200, 190, 2, 3, 3, 1),
   };
 }
 
@@ -248,7 +257,9 @@ TEST(Conv, AdjointIdentities) {
 TEST(Conv, SameBitsWithOneOrTwoThreads) {
   for (const auto& s : {kc::conv2d_shape_same(13, 8, 14, 14, 16, 3, 3, 2),     // packed, col2im
                         kc::conv2d_shape_same(13, 24, 14, 14, 32, 3, 3, 2),    // direct forms
-                        kc::conv_transpose2d_shape_same(9, 32, 7, 7, 64, 3, 3, 2)}) {
+                        kc::conv_transpose2d_shape_same(9, 32, 7, 7, 64, 3, 3, 2),
+                        kc::conv2d_shape_valid(13, 1, 28, 28, 32, 3, 3, 2),             // conv1
+                        kc::conv_transpose2d_shape_same(9, 32, 28, 28, 1, 3, 3, 1)}) {  // deconv3
     auto x = random_vector<float>(x_size(s), 5), dy = random_vector<float>(y_size(s), 6);
     auto w = random_vector<float>(w_size(s), 7);
     std::vector<float> ws(kc::conv2d_workspace_elems(s));
@@ -310,6 +321,44 @@ TEST(Conv, SharedBorderGivesThePlainPassesBits) {
   std::vector<float> x(x_size(plain)), w(w_size(plain)), y(y_size(plain)), ws(kc::conv2d_workspace_elems(plain));
   EXPECT_THROW(cpu::conv2d_fprop_bias_act<float>(plain, x.data(), w.data(), nullptr, false, y.data(), ws.data(), true),
                std::invalid_argument);
+}
+
+// The one-channel kernels (conv_thin.h) take the shapes meant for them, and their fused
+// bias and ReLU are what the other forms' are: the plain pass's bits, + bias, then
+// max(0, .), for fprop (bias per output channel) and dgrad (per input channel).
+TEST(Conv, FusedBiasReluIsThePlainPassThenBiasThenRelu) {
+  const auto deconv3 = kc::conv_transpose2d_shape_same(3, 7, 9, 11, 1, 3, 3, 1);
+  const auto conv1 = kc::conv2d_shape_valid(3, 1, 28, 28, 32, 3, 3, 2);
+  EXPECT_TRUE(cpu::thin_fprop_applies(deconv3) && cpu::thin_dgrad_applies(deconv3));
+  EXPECT_TRUE(cpu::thin_wgrad_applies(deconv3) && cpu::thin_fprop_applies(conv1));
+  EXPECT_FALSE(cpu::thin_dgrad_applies(conv1));  // stride 2: the GEMM's col2im
+  EXPECT_FALSE(cpu::thin_dgrad_applies(kc::conv2d_shape_same(1, 1, 200, 190, 2, 3, 3, 1)));
+  EXPECT_FALSE(cpu::thin_fprop_applies(kc::conv2d_shape_same(2, 2, 9, 9, 4, 3, 3, 1)));
+  for (const auto& s : {deconv3, conv1, kc::conv2d_shape_same(2, 3, 8, 7, 5, 3, 3, 2)}) {
+    SCOPED_TRACE(::testing::Message() << "C" << s.C << " " << s.H << "x" << s.W << " K" << s.K);
+    auto x = random_vector<float>(x_size(s), 51), w = random_vector<float>(w_size(s), 52);
+    auto dy = random_vector<float>(y_size(s), 53);
+    auto bk = random_vector<float>(s.K, 54), bc = random_vector<float>(s.C, 55);
+    std::vector<float> ws(kc::conv2d_workspace_elems(s)), y(y_size(s)), dx(x_size(s));
+    cpu::conv2d_fprop<float>(s, x.data(), w.data(), y.data(), ws.data());
+    cpu::conv2d_dgrad<float>(s, dy.data(), w.data(), dx.data(), ws.data());
+    const int64_t pq = int64_t(s.P) * s.Q, hw = int64_t(s.H) * s.W;
+    for (bool relu : {false, true}) {
+      std::vector<float> ry = y, rdx = dx, fy(y.size(), nan_v<float>()), fdx(dx.size(), nan_v<float>());
+      for (size_t i = 0; i < ry.size(); ++i) {
+        ry[i] += bk[(i / pq) % s.K];
+        if (relu) ry[i] = ry[i] < 0.f ? 0.f : ry[i];
+      }
+      for (size_t i = 0; i < rdx.size(); ++i) {
+        rdx[i] += bc[(i / hw) % s.C];
+        if (relu) rdx[i] = rdx[i] < 0.f ? 0.f : rdx[i];
+      }
+      cpu::conv2d_fprop_bias_act<float>(s, x.data(), w.data(), bk.data(), relu, fy.data(), ws.data(), false);
+      cpu::conv2d_dgrad_bias_act<float>(s, dy.data(), w.data(), bc.data(), relu, fdx.data(), ws.data());
+      EXPECT_EQ(0, std::memcmp(ry.data(), fy.data(), ry.size() * sizeof(float))) << "fprop, relu " << relu;
+      EXPECT_EQ(0, std::memcmp(rdx.data(), fdx.data(), rdx.size() * sizeof(float))) << "dgrad, relu " << relu;
+    }
+  }
 }
 
 // TF Conv2DTranspose `same` 7 -> 14, k3 s2 == PyTorch ConvTranspose2d(padding=0) (15x15)

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/cpu/conv_thin.h"
 #include "kernels/cpu/gemm_views.h"
 #include "kernels/cpu/plane_border.h"
 #include "kernels/kernels.h"
@@ -187,7 +188,7 @@ T* stage_buffer() {
 }  // namespace
 
 // y[n,k,p,q] = act(sum_{c,r,s} x[n,c,p*sh-ph+r,q*sw-pw+s] * w[k,c,r,s] + bias[k])
-// Direct: y^T[(n,p,q), k] = sum_{(c,r,s)} x(...) w^T, x read in place (or bordered).
+// One input channel: conv_thin.h. Direct: y^T[(n,p,q), k] = sum_{(c,r,s)} x(...) w^T, x read in place (or bordered).
 // Otherwise y[k, (n,p,q)] = w col, the columns packed from x by the GEMM. Either way the
 // bias and ReLU are applied to each tile as it is stored.
 template <typename T>
@@ -195,6 +196,7 @@ void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T
                            T* y, T* workspace, bool x_bordered) {
   check_shape(s);
   check_x_bordered(s, x_bordered);
+  if (thin_fprop_applies(s)) return thin_fprop(s, x, w, bias, relu, y);
   GemmProblem<T> p;
   p.C.base = y, p.C.layout = GemmLayout::Gather;
   p.C.bias = bias, p.C.relu = relu;
@@ -340,6 +342,7 @@ void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const 
                            bool relu, T* dx, T* workspace) {
   check_shape(s);
   const int64_t pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
+  if (thin_dgrad_applies(s)) return thin_dgrad(s, dy, w, bias, relu, dx);
   if (dgrad_is_direct(s)) {
     const Border b = dgrad_border(s);
     if (b.any()) copy_with_border((int64_t)s.N * s.K, s.P, s.Q, b, dy, workspace);
@@ -397,7 +400,7 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 // dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x[n,c,p*sh-ph+r,q*sw-pw+s]
 // Slot k sums its images into its own partial (slot 0: dw itself); partials are then
 // added in slot order, so the result does not depend on the thread count.
-// Direct: dw^T[(c,r,s), k] = sum_{(n,p,q)} x(...) dy^T, x read in place (or bordered);
+// One input channel: conv_thin.h. Direct: dw^T[(c,r,s), k] = sum_{(n,p,q)} x(...) dy^T, x read in place (or bordered);
 // otherwise dw = dy col^T with the columns packed from x.
 template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace,
@@ -407,7 +410,7 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
   const int64_t crs = crs_of(s), pq = pq_of(s), chw = chw_of(s), kpq = s.K * pq;
   const int64_t kcrs = s.K * crs, slots = conv2d_batch_slots(s);
   T* partials = workspace;  // slots-1 of K*C*R*S
-  const bool direct = wgrad_is_direct(s);
+  const bool thin = thin_wgrad_applies(s), direct = !thin && wgrad_is_direct(s);
   const Border b = fprop_border(s);
   Conv2dShape sp = s;  // the bordered image, read as a `valid` conv
   sp.H += b.top + b.bottom, sp.W += b.left + b.right, sp.pad_h = sp.pad_w = 0;
@@ -424,6 +427,10 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
     GemmProblem<T> p;
     p.C.base = k == 0 ? dw : partials + (k - 1) * kcrs;
     p.threads = 1;
+    if (thin) {
+      thin_wgrad_slot(s, x, dy, n0, n1, p.C.base);
+      continue;
+    }
     if (direct) {
       p.M = (int)crs, p.N = s.K, p.K = (n1 - n0) * (int)pq;
       p.A.base = xr + n0 * chw_of(sp), p.A.layout = GemmLayout::Direct;

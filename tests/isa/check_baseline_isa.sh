@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# check_baseline_isa.sh BINARY: fails if any function of BINARY outside the per-ISA GEMM
-# code (namespaces cvae::kernels::cpu::avx2 / ::avx512) uses AVX or AVX-512 registers,
+# check_baseline_isa.sh BINARY: fails if any function of BINARY outside the per-ISA kernels
+# (GEMM, one-channel convs: namespaces cvae::kernels::cpu::avx2 / ::avx512) uses AVX or AVX-512 registers,
 # i.e. if the build would not run on an x86-64 CPU without AVX2 (a -march flag, or an
 # inline function from a per-ISA translation unit picked by the linker).
 set -euo pipefail
@@ -14,4 +14,4 @@ if [ -n "$bad" ]; then
   echo "$bad" | head -20
   exit 1
 fi
-echo "check_baseline_isa: $bin: only the dispatched GEMM code uses AVX2/AVX-512"
+echo "check_baseline_isa: $bin: only the dispatched kernels use AVX2/AVX-512"
