@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # check_baseline_isa.sh BINARY: fails if any function of BINARY outside the per-ISA kernels
-# (GEMM, one-channel convs: namespaces cvae::kernels::cpu::avx2 / ::avx512) uses AVX or AVX-512 registers,
-# i.e. if the build would not run on an x86-64 CPU without AVX2 (a -march flag, or an
-# inline function from a per-ISA translation unit picked by the linker).
+# (the GEMM, the one-channel convs: namespaces cvae::kernels::cpu::avx2 / ::avx512) uses
+# AVX or AVX-512 registers, i.e. if the build would not run on an x86-64 CPU without AVX2
+# (a -march flag, or an inline function from a per-ISA translation unit picked by the linker).
 set -euo pipefail
 bin=$1
 command -v objdump >/dev/null || { echo "check_baseline_isa: objdump not found"; exit 2; }
