@@ -9,10 +9,18 @@
 
 namespace cvae::kernels::cpu {
 
+// GCC turns short zeroing and copy loops into memset / memcpy calls; clang has no such
+// attribute (and warns about an unknown one).
+#if defined(__GNUC__) && !defined(__clang__)
+#define CVAE_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CVAE_KEEP_LOOPS
+#endif
+
 // dst[h + top][w + left] = src[h][w], zeros in the border. Rows are short (6 to 28
 // elements): the loops stay loops, not a memset or memcpy call per row.
 template <typename T>
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void put_plane(
+CVAE_KEEP_LOOPS inline void put_plane(
     int H, int W, const PlaneBorder& b, const T* src, T* dst) {
   const int Wp = W + b.left + b.right;
   for (int64_t i = 0; i < int64_t(b.top) * Wp; ++i) dst[i] = T(0);
