@@ -1,7 +1,8 @@
 // conv2d.cpp: CPU Conv2d fprop / dgrad / wgrad (NCHW), each pass one GEMM over views of
 // the tensors themselves (gemm_views.h): im2col happens inside the GEMM's packing and
-// col2im inside its tile writer, so no column matrix is ever stored. The workspace
-// holds only wgrad's per-slot partial sums. No bias or activation fused here.
+// col2im inside its tile writer, so no column matrix is ever stored. The passes with one
+// input channel run their own kernels instead (conv_thin.h). The workspace holds wgrad's
+// per-slot partial sums and the direct forms' bordered copies.
 #include <omp.h>
 
 #include <algorithm>
@@ -188,9 +189,9 @@ T* stage_buffer() {
 }  // namespace
 
 // y[n,k,p,q] = act(sum_{c,r,s} x[n,c,p*sh-ph+r,q*sw-pw+s] * w[k,c,r,s] + bias[k])
-// One input channel: conv_thin.h. Direct: y^T[(n,p,q), k] = sum_{(c,r,s)} x(...) w^T, x read in place (or bordered).
-// Otherwise y[k, (n,p,q)] = w col, the columns packed from x by the GEMM. Either way the
-// bias and ReLU are applied to each tile as it is stored.
+// One input channel: conv_thin.h. Direct: y^T[(n,p,q), k] = sum_{(c,r,s)} x(...) w^T, x read
+// in place (or bordered). Otherwise y[k, (n,p,q)] = w col, the columns packed from x by the
+// GEMM. Either way the bias and ReLU are applied to each tile as it is stored.
 template <typename T>
 void conv2d_fprop_bias_act(const Conv2dShape& s, const T* x, const T* w, const T* bias, bool relu,
                            T* y, T* workspace, bool x_bordered) {
@@ -400,8 +401,8 @@ void conv2d_dgrad(const Conv2dShape& s, const T* dy, const T* w, T* dx, T* works
 // dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x[n,c,p*sh-ph+r,q*sw-pw+s]
 // Slot k sums its images into its own partial (slot 0: dw itself); partials are then
 // added in slot order, so the result does not depend on the thread count.
-// One input channel: conv_thin.h. Direct: dw^T[(c,r,s), k] = sum_{(n,p,q)} x(...) dy^T, x read in place (or bordered);
-// otherwise dw = dy col^T with the columns packed from x.
+// One input channel: conv_thin.h. Direct: dw^T[(c,r,s), k] = sum_{(n,p,q)} x(...) dy^T, x
+// read in place (or bordered); otherwise dw = dy col^T with the columns packed from x.
 template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace,
                   bool x_bordered) {
