@@ -425,13 +425,14 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
 #pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
   for (int k = 0; k < (int)slots; ++k) {
     const int n0 = (int)(s.N * k / slots), n1 = (int)(s.N * (k + 1) / slots);
-    GemmProblem<T> p;
-    p.C.base = k == 0 ? dw : partials + (k - 1) * kcrs;
-    p.threads = 1;
+    T* slot_dw = k == 0 ? dw : partials + (k - 1) * kcrs;
     if (thin) {
-      thin_wgrad_slot(s, x, dy, n0, n1, p.C.base);
+      thin_wgrad_slot(s, x, dy, n0, n1, slot_dw);
       continue;
     }
+    GemmProblem<T> p;
+    p.C.base = slot_dw;
+    p.threads = 1;
     if (direct) {
       p.M = (int)crs, p.N = s.K, p.K = (n1 - n0) * (int)pq;
       p.A.base = xr + n0 * chw_of(sp), p.A.layout = GemmLayout::Direct;

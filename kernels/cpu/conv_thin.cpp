@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/gemm_views.h"
+
 namespace cvae::kernels::cpu {
 namespace {
 
@@ -13,11 +15,8 @@ constexpr int kChunkPositions = 1024;  // output positions per column chunk (abo
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// C = 1 and a 3x3 filter (kThinTaps); ints enough for every offset.
-bool thin_shape(const Conv2dShape& s) {
-  return s.C == 1 && s.R == 3 && s.S == 3 &&
-         int64_t(s.N) * s.K * s.P * s.Q <= INT32_MAX && int64_t(s.N) * s.H * s.W <= INT32_MAX;
-}
+// C = 1 and a 3x3 filter (kThinTaps).
+bool thin_shape(const Conv2dShape& s) { return s.C == 1 && s.R == 3 && s.S == 3; }
 
 ThinPlan plan_of(const Conv2dShape& s) {
   ThinPlan pl;
@@ -51,11 +50,12 @@ bool fits(int64_t elems) {
   return elems * int64_t(sizeof(T)) <= kThinScratchBytes;
 }
 
-// Each thread's scratch: fixed, like the GEMM's packing buffers (kernels never allocate).
+// Each thread's scratch is its GEMM B-packing buffer (kernels never allocate): these
+// kernels call no GEMM, and a GEMM keeps nothing packed from one call to the next.
+static_assert(kThinScratchBytes <= kGemmPackBBytes, "the scratch lives in the B buffer");
 template <typename T>
 T* scratch() {
-  alignas(64) static thread_local unsigned char buf[kThinScratchBytes];
-  return reinterpret_cast<T*>(buf);
+  return reinterpret_cast<T*>(gemm_pack_b_buffer());
 }
 
 template <typename T>

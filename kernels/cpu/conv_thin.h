@@ -26,7 +26,7 @@ constexpr int kThinTaps = 9;               // R*S of the shapes these kernels ta
 constexpr int kThinDgradPlanes = 4;        // dy planes bordered at a time (dgrad)
 constexpr int kThinDgradRows = 4;          // dx rows summed at once (dgrad)
 constexpr int kThinMaxLanes = 16;          // the widest vector's lanes (float, AVX-512)
-constexpr int64_t kThinScratchBytes = 256 * 1024;  // each thread's scratch (conv_thin.cpp)
+constexpr int64_t kThinScratchBytes = 256 * 1024;  // scratch per thread a shape may use
 
 // The geometry of one shape, worked out once by the dispatcher (conv_thin.cpp).
 struct ThinPlan {

@@ -77,6 +77,8 @@ inline void zero_row(T* dst, int64_t n) {
 
 // dy's plane [P, Q] into dst with the plan's zero border (rows of Qp), zeros after it up
 // to pl.plane: the slack is read only for the dropped columns, but must be numbers.
+// put_plane's layout (plane_border.h), which this per-ISA file may not instantiate (see
+// the top), with whole-vector row copies.
 template <typename T>
 void border_plane(const ThinPlan& pl, int P, int Q, const T* src, T* dst) {
   const int top = pl.border.top, left = pl.border.left, right = pl.border.right;
