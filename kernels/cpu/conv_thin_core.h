@@ -1,53 +1,23 @@
 // conv_thin_core.h: the one-channel convolution kernels (conv_thin.h says what and why),
 // compiled once per ISA. A conv_thin_<isa>.cpp defines CVAE_THIN_NS and, in it, the
 // vector width, then includes this file; nothing else may include it. Only GCC vector
-// extensions (the -m flags of the file choose the instructions) and functions of this
-// namespace: nothing inline is shared with the baseline code.
+// extensions (the -m flags of the file choose the instructions), functions of this
+// namespace and simd.h's (every file keeps its own copy): nothing inline is shared with
+// the baseline code.
 #include <cstring>
 
 #include "kernels/cpu/conv_thin.h"
+#include "kernels/cpu/simd.h"
 
 namespace cvae::kernels::cpu::CVAE_THIN_NS {
 namespace {
 
 template <typename T>
-struct Vec {
-  typedef T V __attribute__((vector_size(kVectorBytes)));
-  static constexpr int L = kVectorBytes / int(sizeof(T));
+struct Vec : SimdVec<T, kVectorBytes> {
   // Output channels summed at once by fprop: independent chains for the FMA pipes,
   // within the registers (the taps' 9 vectors stay in registers too).
   static constexpr int KB = kVectorBytes == 64 ? 8 : 4;
 };
-
-template <typename V, typename T>
-inline V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename V, typename T>
-inline void store(T* p, V v) {
-  std::memcpy(p, &v, sizeof(V));
-}
-// The first n lanes (n < L) of p, zeros after; and their store.
-template <typename V, typename T>
-inline V load_part(const T* p, int n) {
-  T t[sizeof(V) / sizeof(T)] = {};
-  for (int i = 0; i < n; ++i) t[i] = p[i];
-  return load<V>(t);
-}
-template <typename V, typename T>
-inline void store_part(T* p, V v, int n) {
-  T t[sizeof(V) / sizeof(T)];
-  std::memcpy(t, &v, sizeof(V));
-  for (int i = 0; i < n; ++i) p[i] = t[i];
-}
-template <typename V>
-inline V relu_v(V v) {
-  return v < V{} ? V{} : v;  // NaN stays NaN, as relu_fwd
-}
-inline int imin(int a, int b) { return a < b ? a : b; }
-inline int imax(int a, int b) { return a > b ? a : b; }
 
 // dst[i] = src[i], i < n, in whole vectors: rows are short (13 to 28 elements), and a
 // compiled loop's prologue and remainder cost as much as the copy. When n >= L the last

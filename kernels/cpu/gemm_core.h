@@ -11,11 +11,11 @@
 #include <cstring>
 
 #include "kernels/cpu/gemm_views.h"
+#include "kernels/cpu/simd.h"
 
 namespace cvae::kernels::cpu::CVAE_GEMM_NS {
 namespace {
 
-inline int imin(int a, int b) { return a < b ? a : b; }
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // Block sizes for element type T with an NV-vector-wide tile. KC and MC, NC are sized
@@ -37,9 +37,7 @@ constexpr int kMaxKcDirect = 640;  // a direct A's K block: covers the CVAE's 57
 constexpr int kMaxKc = kKcBytes / 4 > kMaxKcDirect ? kKcBytes / 4 : kMaxKcDirect, kMaxTile = 64;
 
 template <typename T>
-struct Vec {
-  typedef T V __attribute__((vector_size(kVectorBytes)));
-};
+using Vec = SimdVec<T, kVectorBytes>;
 
 // Offsets and image positions of axis indices i0 .. i0+n-1 (digits stepped, not divided).
 void axis_fill(const GemmAxis& ax, int i0, int n, int64_t* off, int* h, int* w) {
@@ -119,15 +117,6 @@ inline void run_inside(int w0, int wstep, int len, int W, int* lo, int* hi) {
   int h = w0 > W - 1 ? 0 : (W - 1 - w0) / wstep + 1;
   *lo = imin(l, len), *hi = imin(h, len);
   if (*hi < *lo) *hi = *lo;
-}
-
-template <typename V>
-inline V relu_v(V v) {
-  return v < V{} ? V{} : v;  // NaN stays NaN, as relu_fwd
-}
-template <typename T>
-inline T relu_s(T v) {
-  return v < T(0) ? T(0) : v;
 }
 
 // ---------------------------------------------------------------------------------
