@@ -115,13 +115,23 @@ void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder
       const int c1 = std::min(c_end, c0 + kChannelBlock);
       double sums[kChannelBlock] = {};
       if (HW == 1 && !b.any()) {  // a dense layer: rows of one element (their sum_contig: it)
-        for (int64_t r = 0; r < int64_t(N) * C; r += C)
-          for (int c = c0; c < c1; ++c) {
-            const T gi = dy[r + c];
-            const T v = !y || y[r + c] > T(0) ? gi : T(0);
-            dpre[r + c] = v;
-            sums[c - c0] += static_cast<double>(v);
+        // Straight-line loops that vectorize: the select and the sums of a row's channels
+        // at once. With the test of y inside, the ReLU mask (random) became a branch,
+        // mispredicted half the time: 0.17 ms a step at batch 32 for 50K elements.
+        for (int64_t r = 0; r < int64_t(N) * C; r += C) {
+          const T* g = dy + r;
+          T* out = dpre + r;
+          if (y) {
+            const T* yr = y + r;
+            for (int c = c0; c < c1; ++c) {
+              const T gi = g[c];  // loaded unconditionally, so that the select vectorizes
+              out[c] = yr[c] > T(0) ? gi : T(0);
+            }
+          } else if (out != g) {
+            for (int c = c0; c < c1; ++c) out[c] = g[c];
           }
+          for (int c = c0; c < c1; ++c) sums[c - c0] += static_cast<double>(out[c]);
+        }
       } else {
         for (int n = 0; n < N; ++n)
           for (int c = c0; c < c1; ++c)
