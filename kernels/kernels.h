@@ -90,6 +90,19 @@ template <typename T>
 void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* workspace,
                   bool x_bordered = false);
 
+// A conv fprop (no bias, no activation) straight into the bordered ReLU backward of the
+// layer whose output's gradient it is (yd: that layer's output): dpre = fprop(x, w) *
+// (yd > 0) with border b around each [P, Q] plane, db (may be null) the bias gradient:
+// bit for bit conv2d_fprop then bias_act_bwd_bordered, but each image's fprop output
+// stays in cache instead of going to memory and back. Only where fuses(s): the
+// one-channel fprops (deconv3's input gradient, into deconv2's ReLU backward).
+bool conv2d_fprop_relu_bwd_fuses(const Conv2dShape& s);
+// Its workspace, in elements of elem_bytes: the row sums, a fprop output image per thread.
+size_t conv2d_fprop_relu_bwd_workspace_elems(const Conv2dShape& s, size_t elem_bytes);
+template <typename T>
+void conv2d_fprop_relu_bwd_bordered(const Conv2dShape& s, const T* x, const T* w, const T* yd,
+                                    const PlaneBorder& b, T* dpre, T* db, T* workspace);
+
 // ---------------------------------------------------------------------------
 // CPU code paths. The GEMM (and through it every convolution) runs the micro-kernel
 // of the best path the running CPU supports, chosen once at run time; the binary
@@ -145,6 +158,11 @@ void bias_relu_bwd(int N, int C, int64_t HW, const T* y, const T* dy, T* dpre, T
 template <typename T>
 void bias_act_bwd_bordered(int N, int C, int H, int W, const PlaneBorder& b, const T* y,
                            const T* dy, T* dpre, T* db);
+// One image of it without db: rows [0, C) into their bordered planes, rowsum[c] each
+// row's sum, the terms bias_act_bwd_bordered adds in image order into db[c].
+template <typename T>
+void bias_act_bwd_bordered_image(int C, int H, int W, const PlaneBorder& b, const T* y,
+                                 const T* dy, T* dpre, double* rowsum);
 
 // ---------------------------------------------------------------------------
 // Elementwise, n elements. Outputs may alias inputs.

@@ -323,6 +323,57 @@ TEST(Conv, SharedBorderGivesThePlainPassesBits) {
                std::invalid_argument);
 }
 
+// deconv3's input gradient written straight as deconv2's bordered ReLU backward is the
+// two passes' bits (conv2d_fprop, then bias_act_bwd_bordered): dpre with its border, db,
+// on odd sizes and the CVAE's, one thread or two, float and double.
+template <typename T>
+void check_fprop_relu_bwd(const kc::Conv2dShape& s, const kc::PlaneBorder& b) {
+  SCOPED_TRACE(::testing::Message() << "N" << s.N << " K" << s.K << " " << s.P << "x" << s.Q
+                                    << (sizeof(T) == 8 ? " double" : " float"));
+  ASSERT_TRUE(cpu::conv2d_fprop_relu_bwd_fuses(s));
+  auto x = random_vector<T>(x_size(s), 51), w = random_vector<T>(w_size(s), 52);
+  auto yd = random_vector<T>(y_size(s), 53);
+  for (auto& v : yd) v = v < T(0) ? T(0) : v;  // a ReLU's output: half zeros
+  const size_t nb = size_t(kc::bordered_elems(s.N, s.K, s.P, s.Q, b));
+  std::vector<T> out(y_size(s)), ws(kc::conv2d_workspace_elems(s)), dpre_ref(nb, nan_v<T>()), db_ref(s.K);
+  cpu::conv2d_fprop<T>(s, x.data(), w.data(), out.data(), ws.data());
+  cpu::bias_act_bwd_bordered<T>(s.N, s.K, s.P, s.Q, b, yd.data(), out.data(), dpre_ref.data(), db_ref.data());
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    std::vector<T> fws(cpu::conv2d_fprop_relu_bwd_workspace_elems(s, sizeof(T)), nan_v<T>());
+    std::vector<T> dpre(nb, nan_v<T>()), db(s.K, nan_v<T>());
+    cpu::conv2d_fprop_relu_bwd_bordered<T>(s, x.data(), w.data(), yd.data(), b, dpre.data(), db.data(), fws.data());
+    EXPECT_EQ(0, std::memcmp(dpre.data(), dpre_ref.data(), nb * sizeof(T))) << threads << " threads: dpre";
+    EXPECT_EQ(0, std::memcmp(db.data(), db_ref.data(), db.size() * sizeof(T))) << threads << " threads: db";
+    std::fill(dpre.begin(), dpre.end(), nan_v<T>());
+    cpu::conv2d_fprop_relu_bwd_bordered<T>(s, x.data(), w.data(), yd.data(), b, dpre.data(), nullptr, fws.data());
+    EXPECT_EQ(0, std::memcmp(dpre.data(), dpre_ref.data(), nb * sizeof(T))) << threads << " threads, no db";
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(Conv, FpropIntoBorderedReluBackwardIsTheTwoPassesBitForBit) {
+  // conv_transpose2d_shape_same(N, Cin, H, W, Cout = 1, ...): the fprop of its backward
+  // reads the one-channel gradient and writes Cin channels of [H, W].
+  const auto odd = kc::conv_transpose2d_shape_same(3, 7, 9, 11, 1, 3, 3, 1);
+  const auto cvae = kc::conv_transpose2d_shape_same(4, 32, 28, 28, 1, 3, 3, 1);
+  const kc::PlaneBorder uneven{1, 2, 0, 1}, deconv2 =
+      kc::conv2d_shared_x_border(kc::conv_transpose2d_shape_same(4, 64, 14, 14, 32, 3, 3, 2));
+  ASSERT_TRUE(deconv2.any());
+  for (const auto& s : {odd, cvae})
+    for (const auto& b : {uneven, deconv2}) {
+      check_fprop_relu_bwd<float>(s, b);
+      check_fprop_relu_bwd<double>(s, b);
+    }
+  const auto wide = kc::conv_transpose2d_shape_same(2, 16, 9, 9, 8, 3, 3, 1);  // C = 8: not fused
+  EXPECT_FALSE(cpu::conv2d_fprop_relu_bwd_fuses(wide));
+  std::vector<float> v(1 << 16);
+  EXPECT_THROW(cpu::conv2d_fprop_relu_bwd_bordered<float>(wide, v.data(), v.data(), v.data(), uneven, v.data(),
+                                                          nullptr, v.data()),
+               std::invalid_argument);
+}
+
 // The one-channel kernels (conv_thin.h) take the shapes meant for them, and their fused
 // bias and ReLU are what the other forms' are: the plain pass's bits, + bias, then
 // max(0, .), for fprop (bias per output channel) and dgrad (per input channel).

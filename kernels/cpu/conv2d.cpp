@@ -453,6 +453,37 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
     for (int64_t i = 0; i < kcrs; ++i) dw[i] += partials[(k - 1) * kcrs + i];
 }
 
+namespace {
+// The workspace of conv2d_fprop_relu_bwd_bordered: the row sums (double), then from a
+// 64-byte boundary one fprop output image per thread.
+int64_t rowsum_elems(const Conv2dShape& s, size_t elem_bytes) {
+  const int64_t bytes = int64_t(s.N) * s.K * int64_t(sizeof(double));
+  return (bytes + 63) / 64 * 64 / int64_t(elem_bytes);
+}
+}  // namespace
+
+bool conv2d_fprop_relu_bwd_fuses(const Conv2dShape& s) { return thin_fprop_applies(s); }
+
+size_t conv2d_fprop_relu_bwd_workspace_elems(const Conv2dShape& s, size_t elem_bytes) {
+  return size_t(rowsum_elems(s, elem_bytes) + int64_t(omp_get_max_threads()) * s.K * s.P * s.Q);
+}
+
+template <typename T>
+void conv2d_fprop_relu_bwd_bordered(const Conv2dShape& s, const T* x, const T* w, const T* yd,
+                                    const PlaneBorder& b, T* dpre, T* db, T* workspace) {
+  check_shape(s);
+  if (!conv2d_fprop_relu_bwd_fuses(s))
+    throw std::invalid_argument("conv2d_fprop_relu_bwd_bordered: a shape it does not fuse");
+  double* rowsum = reinterpret_cast<double*>(workspace);
+  thin_fprop_relu_bwd(s, x, w, yd, b, dpre, rowsum, workspace + rowsum_elems(s, sizeof(T)));
+  if (!db) return;
+  for (int k = 0; k < s.K; ++k) {  // bias_act_bwd_bordered's order: images in turn, from 0
+    double sum = 0;
+    for (int n = 0; n < s.N; ++n) sum += rowsum[int64_t(n) * s.K + k];
+    db[k] = static_cast<T>(sum);
+  }
+}
+
 #define CVAE_INSTANTIATE_CONV(T)                                                         \
   template void conv2d_fprop_bias_act<T>(const Conv2dShape&, const T*, const T*, const T*, \
                                          bool, T*, T*, bool);                            \
@@ -460,7 +491,9 @@ void conv2d_wgrad(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* works
                                          bool, T*, T*);                                  \
   template void conv2d_fprop<T>(const Conv2dShape&, const T*, const T*, T*, T*);         \
   template void conv2d_dgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*);         \
-  template void conv2d_wgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*, bool);
+  template void conv2d_wgrad<T>(const Conv2dShape&, const T*, const T*, T*, T*, bool);  \
+  template void conv2d_fprop_relu_bwd_bordered<T>(const Conv2dShape&, const T*, const T*,   \
+                                                  const T*, const PlaneBorder&, T*, T*, T*);
 CVAE_INSTANTIATE_CONV(float)
 CVAE_INSTANTIATE_CONV(double)
 #undef CVAE_INSTANTIATE_CONV

@@ -122,6 +122,25 @@ void thin_dgrad(const Conv2dShape& s, const T* dy, const T* w, const T* bias, bo
 }
 
 template <typename T>
+void thin_fprop_relu_bwd(const Conv2dShape& s, const T* x, const T* w, const T* yd,
+                         const PlaneBorder& b, T* dpre, double* rowsum, T* image_out) {
+  const ThinPlan pl = plan_of(s);
+  const auto fprop = kernels<T>().fprop;
+  const int64_t hw = int64_t(s.H) * s.W, kpq = int64_t(s.K) * s.P * s.Q;
+  const int64_t kplanes = s.K * int64_t(s.P + b.top + b.bottom) * (s.Q + b.left + b.right);
+#pragma omp parallel if (s.N > 1 && !omp_in_parallel())
+  {
+    T* out = image_out + omp_get_thread_num() * kpq;  // 0 in a team of one
+#pragma omp for schedule(static)
+    for (int n = 0; n < s.N; ++n) {
+      fprop(pl, s, x + n * hw, w, nullptr, false, out, scratch<T>());
+      bias_act_bwd_bordered_image<T>(s.K, s.P, s.Q, b, yd + n * kpq, out, dpre + n * kplanes,
+                                     rowsum + int64_t(n) * s.K);
+    }
+  }
+}
+
+template <typename T>
 void thin_wgrad_slot(const Conv2dShape& s, const T* x, const T* dy, int n0, int n1, T* dw) {
   kernels<T>().wgrad(plan_of(s), s, x, dy, n0, n1, dw, scratch<T>());
 }
@@ -129,7 +148,9 @@ void thin_wgrad_slot(const Conv2dShape& s, const T* x, const T* dy, int n0, int 
 #define CVAE_INSTANTIATE_THIN(T)                                                             \
   template void thin_fprop<T>(const Conv2dShape&, const T*, const T*, const T*, bool, T*);  \
   template void thin_dgrad<T>(const Conv2dShape&, const T*, const T*, const T*, bool, T*);  \
-  template void thin_wgrad_slot<T>(const Conv2dShape&, const T*, const T*, int, int, T*);
+  template void thin_wgrad_slot<T>(const Conv2dShape&, const T*, const T*, int, int, T*);     \
+  template void thin_fprop_relu_bwd<T>(const Conv2dShape&, const T*, const T*, const T*,     \
+                                       const PlaneBorder&, T*, double*, T*);
 CVAE_INSTANTIATE_THIN(float)
 CVAE_INSTANTIATE_THIN(double)
 #undef CVAE_INSTANTIATE_THIN

@@ -69,6 +69,12 @@ template <typename T>
 void thin_fprop(const Conv2dShape& s, const T* x, const T* w, const T* bias, bool relu, T* y);
 template <typename T>
 void thin_dgrad(const Conv2dShape& s, const T* dy, const T* w, const T* bias, bool relu, T* dx);
+// thin_fprop, each image's output (into image_out, one image per thread) then through
+// bias_act_bwd_bordered_image with yd and border b into dpre, its row sums into
+// rowsum[n*K + k]: conv2d_fprop_relu_bwd_bordered (kernels.h) without the bias sums.
+template <typename T>
+void thin_fprop_relu_bwd(const Conv2dShape& s, const T* x, const T* w, const T* yd,
+                         const PlaneBorder& b, T* dpre, double* rowsum, T* image_out);
 // Images [n0, n1) of the batch into dw (overwritten): one wgrad batch slot, on this thread.
 template <typename T>
 void thin_wgrad_slot(const Conv2dShape& s, const T* x, const T* dy, int n0, int n1, T* dw);

@@ -96,6 +96,15 @@ double bias_act_bwd_row(int64_t row, int64_t HW, int H, int W, const PlaneBorder
   return sum_contig(v, HW);
 }
 
+// The one allocation of a kernel here: bias_act_bwd_row's scratch row, per thread, grown
+// once (when needed: a border and a ReLU).
+template <typename T>
+T* row_scratch(int64_t HW, bool needed) {
+  static thread_local std::vector<T> scratch;
+  if (needed && int64_t(scratch.size()) < HW) scratch.resize(size_t(HW));
+  return scratch.data();
+}
+
 // bias_act_bwd_row over [N, C] rows; db[c] = sum_n of the rows' sums, n in order (db null:
 // not kept). Each thread takes a fixed share of the channels and walks its rows in memory
 // order (images outer, in blocks of kChannelBlock channels), so that it streams.
@@ -106,9 +115,7 @@ void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder
   const int64_t plane = int64_t(H + b.top + b.bottom) * (W + b.left + b.right);
 #pragma omp parallel if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
   {
-    // The one allocation of a kernel here: a scratch row per thread, grown once.
-    static thread_local std::vector<T> scratch;
-    if (b.any() && y && int64_t(scratch.size()) < HW) scratch.resize(size_t(HW));
+    T* scratch = row_scratch<T>(HW, b.any() && y);
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int c_end = int(int64_t(C) * (t + 1) / nt);
     for (int c0 = int(int64_t(C) * t / nt); c0 < c_end; c0 += kChannelBlock) {
@@ -135,7 +142,7 @@ void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder
       } else {
         for (int n = 0; n < N; ++n)
           for (int c = c0; c < c1; ++c)
-            sums[c - c0] += bias_act_bwd_row(int64_t(n) * C + c, HW, H, W, b, plane, y, dy, dpre, scratch.data());
+            sums[c - c0] += bias_act_bwd_row(int64_t(n) * C + c, HW, H, W, b, plane, y, dy, dpre, scratch);
       }
       if (db)
         for (int c = c0; c < c1; ++c) db[c] = static_cast<T>(sums[c - c0]);
@@ -155,6 +162,14 @@ template <typename T>
 void bias_act_bwd_bordered(int N, int C, int H, int W, const PlaneBorder& b, const T* y,
                            const T* dy, T* dpre, T* db) {
   bias_act_bwd_rows(N, C, int64_t(H) * W, H, W, b, y, dy, dpre, db);
+}
+
+template <typename T>
+void bias_act_bwd_bordered_image(int C, int H, int W, const PlaneBorder& b, const T* y,
+                                 const T* dy, T* dpre, double* rowsum) {
+  const int64_t HW = int64_t(H) * W, plane = int64_t(H + b.top + b.bottom) * (W + b.left + b.right);
+  T* scratch = row_scratch<T>(HW, b.any() && y);
+  for (int c = 0; c < C; ++c) rowsum[c] = bias_act_bwd_row(c, HW, H, W, b, plane, y, dy, dpre, scratch);
 }
 
 // y = max(x, 0)   (NaN propagates)
@@ -288,6 +303,8 @@ void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* 
   template void bias_relu_bwd<T>(int, int, int64_t, const T*, const T*, T*, T*);     \
   template void bias_act_bwd_bordered<T>(int, int, int, int, const PlaneBorder&, const T*, \
                                          const T*, T*, T*);                          \
+  template void bias_act_bwd_bordered_image<T>(int, int, int, const PlaneBorder&, const T*, \
+                                               const T*, T*, double*);               \
   template void sigmoid_fwd<T>(int64_t, const T*, T*);                               \
   template void sigmoid_bwd<T>(int64_t, const T*, const T*, T*);                     \
   template void exp_fwd<T>(int64_t, const T*, T*);                                   \
