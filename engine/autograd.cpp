@@ -16,6 +16,7 @@ namespace {
 
 thread_local bool t_grad_enabled = true;
 std::atomic<int64_t> g_live_nodes{0};
+std::atomic<int64_t> g_hand_overs{0};
 
 // Post-order over the nodes reachable from root: every node after its inputs.
 // Owning pointers: freeing a node may drop the last other reference to an
@@ -51,6 +52,7 @@ bool tracks_grad(const Tensor& t) {
 }
 
 int64_t live_nodes() { return g_live_nodes.load(); }
+int64_t hand_overs_taken() { return g_hand_overs.load(); }
 
 bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
@@ -65,6 +67,8 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 
 Tensor attach(Tensor out, std::vector<Tensor> inputs, BackwardFn fn) {
   if (!needs_grad(inputs)) return out;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.impl()->grad_fn) ++t.impl()->grad_fn->uses;
   out.impl()->grad_fn = std::make_shared<Node>(std::move(inputs), std::move(fn));
   return out;
 }
@@ -147,8 +151,10 @@ void Tensor::backward() const {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     std::shared_ptr<TensorImpl> t = std::move(*it);  // released at the end of the iteration
     std::shared_ptr<Node> node = std::move(t->grad_fn);  // the tape is freed as we go
-    if (!node || !t->grad) continue;
-    std::vector<Tensor> grads = node->backward(Tensor(t->grad));
+    const bool handed_over = node && node->hand_over && node->hand_over->taken;
+    if (!node || (!t->grad && !handed_over)) continue;
+    if (handed_over) ++g_hand_overs;
+    std::vector<Tensor> grads = node->backward(t->grad ? Tensor(t->grad) : Tensor());
     if (grads.size() != node->inputs.size()) throw std::logic_error("backward: gradient count mismatch");
     for (size_t i = 0; i < grads.size(); ++i)
       if (tracks_grad(node->inputs[i])) accumulate_grad(node->inputs[i].impl(), grads[i]);

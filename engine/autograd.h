@@ -2,7 +2,8 @@
 // input requiring grad attaches a Node to its result: the inputs plus a
 // closure mapping the output gradient to input gradients. backward() walks
 // the nodes in reverse topological order, accumulates (+=) into parents and
-// frees the nodes it has used. Composite ops need no Node of their own.
+// frees the nodes it has used. Composite ops need no Node of their own. A node's
+// first backward step may be done by its output's only consumer (GradHandOver).
 #pragma once
 
 #include <functional>
@@ -15,6 +16,16 @@ namespace cvae {
 // Returns one gradient per input (undefined where not needed).
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
 
+// The first step of a node's backward (its activation's backward), done instead by the
+// only consumer of the node's output inside that consumer's own input-gradient kernel
+// (ops_layers.cpp). The consumer then returns no gradient for that input, sets taken,
+// and backward() runs the node without an output gradient; its closure reads what the
+// consumer left here. Ops derive their own kinds, holding what the consumer needs.
+struct GradHandOver {
+  virtual ~GradHandOver() = default;
+  bool taken = false;
+};
+
 struct Node {
   Node(std::vector<Tensor> in, BackwardFn fn);
   ~Node();
@@ -22,10 +33,15 @@ struct Node {
   Node& operator=(const Node&) = delete;
   std::vector<Tensor> inputs;
   BackwardFn backward;
+  std::shared_ptr<GradHandOver> hand_over;  // null: none offered
+  int uses = 0;  // the nodes recorded with this node's output as an input
 };
 
 // Nodes alive now: zero after every backward() in a program without leaks.
 int64_t live_nodes();
+
+// Hand-overs taken (GradHandOver) by the backward() calls of this process so far.
+int64_t hand_overs_taken();
 
 // Whether ops record the tape on this thread (on by default).
 bool grad_enabled();

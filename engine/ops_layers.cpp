@@ -141,24 +141,69 @@ void check_conv_args(const char* op, const Tensor& x, const Tensor& w, int strid
   check(stride >= 1, op, "stride must be >= 1");
 }
 
+// A transposed conv layer with ReLU on the CPU, whose backward borders its dpre: what the
+// only consumer of its output needs to do that ReLU backward inside its own input-gradient
+// kernel (deconv3's, into deconv2's: the 10 MB gradient between them is never stored).
+struct ReluBorderHandOver : GradHandOver {
+  Tensor yd, b;  // the layer's output (detached) and bias
+  kernels::PlaneBorder border;
+  Tensor dpre, db;  // left by the consumer: bias_act_backward's results
+};
+
+// x's hand-over, when an fprop of s (into x's shape) may take it: x is such a layer's
+// output, this is its only consumer, nothing has been added to its gradient yet.
+ReluBorderHandOver* hand_over_for(const Tensor& x, const Conv2dShape& s) {
+  Node* node = x.impl()->grad_fn.get();
+  if (!node || node->uses != 1 || x.impl()->grad || x.device() != Device::CPU) return nullptr;
+  auto* h = dynamic_cast<ReluBorderHandOver*>(node->hand_over.get());
+  if (!h || h->taken || h->yd.shape() != y_shape(s) || !kernels::cpu::conv2d_fprop_relu_bwd_fuses(s))
+    return nullptr;
+  return h;
+}
+
+// fprop(dpre, w) handed over as the ReLU backward of x's layer: h.dpre, h.db, one kernel.
+void hand_over_fprop(const Conv2dShape& s, const Tensor& dpre, const Tensor& w, ReluBorderHandOver& h) {
+  h.dpre = Tensor::empty({kernels::bordered_elems(s.N, s.K, s.P, s.Q, h.border)}, dpre.dtype(), dpre.device());
+  if (tracks_grad(h.b)) h.db = grad_destination(h.b);
+  detail::on_device(
+      dpre,
+      [&](auto tag) {
+        using T = decltype(tag);
+        Tensor ws = Tensor::empty(
+            {static_cast<int64_t>(kernels::cpu::conv2d_fprop_relu_bwd_workspace_elems(s, sizeof(T)))},
+            dpre.dtype());
+        kernels::cpu::conv2d_fprop_relu_bwd_bordered<T>(s, dpre.data<T>(), w.data<T>(), h.yd.data<T>(),
+                                                        h.border, h.dpre.data<T>(),
+                                                        h.db.defined() ? h.db.data<T>() : nullptr, ws.data<T>());
+      },
+      [&](cudaStream_t) { throw std::logic_error("hand_over_fprop: on the GPU"); });
+  h.taken = true;
+}
+
 // The backward of a conv layer whose forward is one pass of the conv s with a fused
 // bias/ReLU epilogue: Fprop for conv2d, Dgrad for conv_transpose2d (yd: the output, when
 // ReLU was applied). dpre = act'(y) dy; dx comes from the other data pass; dw from wgrad
 // with s's input and output gradient in their conv roles (x and dpre, or swapped).
 // On the CPU a transposed conv's dpre is s's x for both of its passes: when they read it
 // through the same border, dpre is written bordered (no plain copy, no copy per pass).
+// h: this layer's hand-over (null: none offered); when its consumer took it, dy is
+// undefined and dpre, db are h's. A transposed conv offers to take its input's.
 BackwardFn conv_layer_backward(ConvPass forward, const Conv2dShape& s, const Tensor& x, const Tensor& w,
-                               const Tensor& b, const Tensor& yd) {
+                               const Tensor& b, const Tensor& yd,
+                               std::shared_ptr<ReluBorderHandOver> h = nullptr) {
   const bool transposed = forward == ConvPass::Dgrad;
   return [=](const Tensor& dy) -> std::vector<Tensor> {
     const kernels::PlaneBorder border =
-        transposed && dy.device() == Device::CPU ? kernels::conv2d_shared_x_border(s) : kernels::PlaneBorder{};
-    auto [dpre, db] = bias_act_backward(dy, yd, b, border);
+        transposed && x.device() == Device::CPU ? kernels::conv2d_shared_x_border(s) : kernels::PlaneBorder{};
+    auto [dpre, db] = h && h->taken ? std::make_pair(h->dpre, h->db) : bias_act_backward(dy, yd, b, border);
     const bool bordered = border.any();
-    Tensor dx = tracks_grad(x) ? conv_pass(transposed ? ConvPass::Fprop : ConvPass::Dgrad, s, dpre, w,
-                                           transposed ? y_shape(s) : x_shape(s), Tensor(), false, Tensor(),
-                                           bordered)
-                               : Tensor();
+    Tensor dx;
+    ReluBorderHandOver* into = transposed && !bordered && tracks_grad(x) ? hand_over_for(x, s) : nullptr;
+    if (into)
+      hand_over_fprop(s, dpre, w, *into);
+    else if (tracks_grad(x))
+      dx = conv_pass(transposed ? ConvPass::Fprop : ConvPass::Dgrad, s, dpre, w,
+                     transposed ? y_shape(s) : x_shape(s), Tensor(), false, Tensor(), bordered);
     const Tensor& conv_x = transposed ? dpre : x;
     const Tensor& conv_dy = transposed ? x : dpre;
     Tensor dw = tracks_grad(w) ? conv_pass(ConvPass::Wgrad, s, conv_x, conv_dy, w_shape(s), Tensor(), false,
@@ -208,7 +253,14 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
           : kernels::conv2d_shape_valid(N, Cout, (H - 1) * stride + R, (W - 1) * stride + S, Cin,
                                         R, S, stride);
   Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s), b, relu);
-  return attach(y, {x, w, b}, conv_layer_backward(ConvPass::Dgrad, s, x, w, b, relu ? y.detach() : Tensor()));
+  std::shared_ptr<ReluBorderHandOver> h;
+  if (relu && x.device() == Device::CPU && kernels::conv2d_shared_x_border(s).any()) {
+    h = std::make_shared<ReluBorderHandOver>();
+    h->yd = y.detach(), h->b = b, h->border = kernels::conv2d_shared_x_border(s);
+  }
+  y = attach(y, {x, w, b}, conv_layer_backward(ConvPass::Dgrad, s, x, w, b, relu ? y.detach() : Tensor(), h));
+  if (h && y.impl()->grad_fn) y.impl()->grad_fn->hand_over = h;
+  return y;
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding padding) {

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "models/cvae.h"
 #include "support/cvae_spec.h"
+#include "test_util.h"
 
 namespace cvae {
 namespace {
@@ -96,6 +98,43 @@ TEST(Autograd, ReshapeSharesStorage) {
   Tensor y = reshape(x, {2, -1});
   EXPECT_EQ(y.shape(), (Shape{2, 3}));
   EXPECT_EQ(y.raw(), x.raw());
+}
+
+// deconv3's input-gradient kernel takes deconv2's ReLU backward over (GradHandOver) when
+// deconv2's output has no other consumer; with a second consumer (one whose gradient is
+// zero) the two layers go the plain way. Every gradient is the same bits both ways.
+std::vector<std::vector<float>> decoder_grads(DType dtype, bool second_use, int64_t* taken) {
+  auto param = [&](Shape shape, uint32_t seed) {
+    std::vector<float> v = testing::random_vector<float>(size_t(shape_numel(shape)), seed);
+    return Tensor::from_vector(v, shape, dtype).set_requires_grad(true);
+  };
+  Tensor x = param({3, 16, 7, 9}, 1), w2 = param({16, 6, 3, 3}, 2), b2 = param({6}, 3);
+  Tensor w3 = param({6, 1, 3, 3}, 4), b3 = param({1}, 5);
+  Tensor r = Tensor::from_vector(testing::random_vector<float>(3 * 14 * 18, 6), {3, 1, 14, 18}, dtype);
+  Tensor y2 = conv_transpose2d(x, w2, b2, 2, Padding::Same, true);
+  Tensor loss = sum(mul(conv_transpose2d(y2, w3, b3, 1, Padding::Same, false), r));
+  if (second_use) loss = add(loss, sum(mul(y2, Tensor::zeros(y2.shape(), dtype))));
+  const int64_t before = hand_overs_taken();
+  loss.backward();
+  *taken = hand_overs_taken() - before;
+  std::vector<std::vector<float>> g;
+  for (const Tensor* t : {&x, &w2, &b2, &w3, &b3}) g.push_back(t->grad().to_float_vector());
+  return g;
+}
+
+TEST(Autograd, ReluHandOverGivesThePlainBackwardsBits) {
+  for (DType dtype : {DType::F32, DType::F64}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    int64_t fused = -1, plain = -1;
+    const auto a = decoder_grads(dtype, false, &fused), b = decoder_grads(dtype, true, &plain);
+    EXPECT_EQ(fused, 1);
+    EXPECT_EQ(plain, 0);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].size(), b[i].size());
+      EXPECT_EQ(0, std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float))) << "gradient " << i;
+    }
+  }
 }
 
 TEST(Nn, CvaeParameterNamesAndShapesAreStable) {
