@@ -253,12 +253,15 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
           : kernels::conv2d_shape_valid(N, Cout, (H - 1) * stride + R, (W - 1) * stride + S, Cin,
                                         R, S, stride);
   Tensor y = conv_pass(ConvPass::Dgrad, s, x, w, x_shape(s), b, relu);
+  const Tensor yd = relu ? y.detach() : Tensor();
   std::shared_ptr<ReluBorderHandOver> h;
-  if (relu && x.device() == Device::CPU && kernels::conv2d_shared_x_border(s).any()) {
+  const kernels::PlaneBorder border =
+      x.device() == Device::CPU ? kernels::conv2d_shared_x_border(s) : kernels::PlaneBorder{};
+  if (relu && border.any()) {
     h = std::make_shared<ReluBorderHandOver>();
-    h->yd = y.detach(), h->b = b, h->border = kernels::conv2d_shared_x_border(s);
+    h->yd = yd, h->b = b, h->border = border;
   }
-  y = attach(y, {x, w, b}, conv_layer_backward(ConvPass::Dgrad, s, x, w, b, relu ? y.detach() : Tensor(), h));
+  y = attach(y, {x, w, b}, conv_layer_backward(ConvPass::Dgrad, s, x, w, b, yd, h));
   if (h && y.impl()->grad_fn) y.impl()->grad_fn->hand_over = h;
   return y;
 }
