@@ -159,10 +159,13 @@ template <typename T>
 void bias_act_bwd_bordered(int N, int C, int H, int W, const PlaneBorder& b, const T* y,
                            const T* dy, T* dpre, T* db);
 // One image of it without db: rows [0, C) into their bordered planes, rowsum[c] each
-// row's sum, the terms bias_act_bwd_bordered adds in image order into db[c].
+// row's sum; bias_sums_of_rows then makes db from N images' row sums (rowsum[n*C + c]),
+// bit for bit as bias_act_bwd_bordered.
 template <typename T>
 void bias_act_bwd_bordered_image(int C, int H, int W, const PlaneBorder& b, const T* y,
                                  const T* dy, T* dpre, double* rowsum);
+template <typename T>
+void bias_sums_of_rows(int N, int C, const double* rowsum, T* db);
 
 // ---------------------------------------------------------------------------
 // Elementwise, n elements. Outputs may alias inputs.

@@ -476,12 +476,7 @@ void conv2d_fprop_relu_bwd_bordered(const Conv2dShape& s, const T* x, const T* w
     throw std::invalid_argument("conv2d_fprop_relu_bwd_bordered: a shape it does not fuse");
   double* rowsum = reinterpret_cast<double*>(workspace);
   thin_fprop_relu_bwd(s, x, w, yd, b, dpre, rowsum, workspace + rowsum_elems(s, sizeof(T)));
-  if (!db) return;
-  for (int k = 0; k < s.K; ++k) {  // bias_act_bwd_bordered's order: images in turn, from 0
-    double sum = 0;
-    for (int n = 0; n < s.N; ++n) sum += rowsum[int64_t(n) * s.K + k];
-    db[k] = static_cast<T>(sum);
-  }
+  if (db) bias_sums_of_rows(s.N, s.K, rowsum, db);
 }
 
 #define CVAE_INSTANTIATE_CONV(T)                                                         \

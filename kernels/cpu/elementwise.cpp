@@ -172,6 +172,16 @@ void bias_act_bwd_bordered_image(int C, int H, int W, const PlaneBorder& b, cons
   for (int c = 0; c < C; ++c) rowsum[c] = bias_act_bwd_row(c, HW, H, W, b, plane, y, dy, dpre, scratch);
 }
 
+// bias_act_bwd_rows' order: each channel's row sums added image after image, from 0.
+template <typename T>
+void bias_sums_of_rows(int N, int C, const double* rowsum, T* db) {
+  for (int c = 0; c < C; ++c) {
+    double sum = 0;
+    for (int n = 0; n < N; ++n) sum += rowsum[int64_t(n) * C + c];
+    db[c] = static_cast<T>(sum);
+  }
+}
+
 // y = max(x, 0)   (NaN propagates)
 template <typename T>
 void relu_fwd(int64_t n, const T* x, T* y) {
@@ -305,6 +315,7 @@ void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* 
                                          const T*, T*, T*);                          \
   template void bias_act_bwd_bordered_image<T>(int, int, int, const PlaneBorder&, const T*, \
                                                const T*, T*, double*);               \
+  template void bias_sums_of_rows<T>(int, int, const double*, T*);                   \
   template void sigmoid_fwd<T>(int64_t, const T*, T*);                               \
   template void sigmoid_bwd<T>(int64_t, const T*, const T*, T*);                     \
   template void exp_fwd<T>(int64_t, const T*, T*);                                   \
