@@ -412,21 +412,19 @@ bool TrainingRun::train_epoch() {
     }
     Tensor x = train_on_device_ ? train_on_device_->batch(s * B, n, c.binarize, bin_seed, uint64_t(epoch))
                                 : gather_batch(data_.train, order.data() + s * B, n, c.binarize, bin_seed, uint64_t(epoch));
-    Tensor loss = model_->loss(x, noise, c.kl);
     adam_->zero_grad();
+    Tensor loss = model_->loss_backward(x, noise, c.kl);
     std::string bad;
     double value = 0;
     if (check_each_step) {
       value = loss.item();
       if (!std::isfinite(value)) {
-        bad = "the loss is " + nonfinite_name(value);
+        bad = "the loss is " + nonfinite_name(value);  // its gradients are not applied
       } else {
-        loss.backward();
         after_backward();
         if (auto g = first_nonfinite_grad(adam_->params())) bad = "the gradient of " + g->describe();
       }
     } else {
-      loss.backward();
       after_backward();
     }
     ++p.step;

@@ -1,12 +1,18 @@
 // autograd.cpp: grad mode, node bookkeeping and the reverse sweep.
 #include "engine/autograd.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <atomic>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "engine/dispatch.h"
 #include "kernels/kernels.h"
@@ -15,6 +21,17 @@ namespace cvae {
 namespace {
 
 thread_local bool t_grad_enabled = true;
+
+// The leaves' gradients a chunk of backward_in_chunks contributes, kept out of the leaves
+// themselves (which chunk 0 may be writing at the same moment on another thread).
+struct GradSink {
+  std::unordered_map<TensorImpl*, size_t> at;  // leaf -> its entry in grads
+  std::vector<std::pair<Tensor, std::shared_ptr<TensorImpl>>> grads;  // leaf, gradient so far
+};
+thread_local GradSink* t_sink = nullptr;  // set while a chunk after the first runs
+
+// Whether t's gradient goes to this thread's sink: a leaf (a parameter), while one is set.
+bool sunk(const TensorImpl* t) { return t_sink != nullptr && !t->grad_fn; }
 std::atomic<int64_t> g_live_nodes{0};
 std::atomic<int64_t> g_hand_overs{0};
 
@@ -73,16 +90,43 @@ Tensor attach(Tensor out, std::vector<Tensor> inputs, BackwardFn fn) {
   return out;
 }
 
-void accumulate_grad(TensorImpl* t, const Tensor& g) {
-  if (!g.defined()) return;
+namespace {
+
+// *slot += g: takes g's storage when *slot is empty; copies a shared buffer before adding.
+void add_into(std::shared_ptr<TensorImpl>* slot, const Tensor& g) {
+  if (!*slot) {
+    *slot = g.detach().impl_ptr();  // share; copied on the first += below
+    return;
+  }
+  Tensor acc(*slot);
+  if (acc.impl()->storage.use_count() > 1) {  // copy-on-write: never add into a shared buffer
+    acc = acc.clone();
+    *slot = acc.impl_ptr();
+  }
+  CVAE_RUN_KERNEL(acc, axpy, acc.numel(), T(1), g.data<T>(), acc.data<T>());
+}
+
+void check_grad_shape(const TensorImpl* t, const Tensor& g) {
   detail::check(g.shape() == t->shape, "backward",
                 "gradient of shape " + shape_str(g.shape()) + " for a tensor of shape " +
                     shape_str(t->shape));
-  if (!t->grad) {
-    t->grad = g.detach().impl_ptr();  // share; copied on the first += below
-    return;
-  }
-  if (t->grad_zero_pending) {
+}
+
+// A gradient for leaf t into this thread's sink.
+void sink_grad(const Tensor& t, const Tensor& g) {
+  if (!g.defined()) return;
+  check_grad_shape(t.impl(), g);
+  auto [it, fresh] = t_sink->at.try_emplace(t.impl(), t_sink->grads.size());
+  if (fresh) t_sink->grads.emplace_back(t, nullptr);
+  add_into(&t_sink->grads[it->second].second, g);
+}
+
+}  // namespace
+
+void accumulate_grad(TensorImpl* t, const Tensor& g) {
+  if (!g.defined()) return;
+  check_grad_shape(t, g);
+  if (t->grad && t->grad_zero_pending) {
     t->grad_zero_pending = false;
     if (t->grad->storage == g.impl()->storage) return;  // written in place (grad_destination)
     if (t->grad.use_count() == 1 && t->grad->storage.use_count() == 1) {
@@ -93,12 +137,35 @@ void accumulate_grad(TensorImpl* t, const Tensor& g) {
     }
     return;
   }
-  Tensor acc(t->grad);
-  if (acc.impl()->storage.use_count() > 1) {  // copy-on-write: never add into a shared buffer
-    acc = acc.clone();
-    t->grad = acc.impl_ptr();
+  add_into(&t->grad, g);
+}
+
+void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run) {
+  if (chunks < 1) throw std::invalid_argument("backward_in_chunks: chunks must be >= 1");
+  std::vector<GradSink> sinks(static_cast<size_t>(chunks));
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(chunks));
+  const int most = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int threads = most >= 2 * chunks ? 1 : std::min(chunks, most);
+  auto one = [&](int c) {
+    GradSink* const outer = t_sink;
+    t_sink = c == 0 ? nullptr : &sinks[static_cast<size_t>(c)];
+    try {
+      run(c);
+    } catch (...) {
+      errors[static_cast<size_t>(c)] = std::current_exception();
+    }
+    t_sink = outer;
+  };
+  if (threads == 1) {
+    for (int c = 0; c < chunks; ++c) one(c);
+  } else {
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int c = 0; c < chunks; ++c) one(c);
   }
-  CVAE_RUN_KERNEL(acc, axpy, acc.numel(), T(1), g.data<T>(), acc.data<T>());
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (const GradSink& sink : sinks)  // chunk order, whoever ran them
+    for (const auto& [leaf, g] : sink.grads) accumulate_grad(leaf.impl(), Tensor(g));
 }
 
 namespace {
@@ -128,7 +195,7 @@ Tensor ones_like_scalar(const Tensor& t) {
 
 Tensor grad_destination(const Tensor& t) {
   TensorImpl* impl = t.impl();
-  if (tracks_grad(t) && impl->grad && impl->grad_zero_pending && impl->grad.use_count() == 1 &&
+  if (tracks_grad(t) && !sunk(impl) && impl->grad && impl->grad_zero_pending && impl->grad.use_count() == 1 &&
       impl->grad->storage.use_count() == 1 && impl->grad->shape == impl->shape && impl->grad->dtype == impl->dtype)
     return Tensor(impl->grad);
   return Tensor::empty(t.shape(), t.dtype(), t.device());
@@ -136,7 +203,7 @@ Tensor grad_destination(const Tensor& t) {
 
 Tensor grad_to_add_into(const Tensor& t) {
   TensorImpl* impl = t.impl();
-  if (!tracks_grad(t) || !impl->grad || impl->grad_zero_pending || impl->grad.use_count() != 1 ||
+  if (!tracks_grad(t) || sunk(impl) || !impl->grad || impl->grad_zero_pending || impl->grad.use_count() != 1 ||
       impl->grad->storage.use_count() != 1)
     return Tensor();
   return Tensor(impl->grad);
@@ -146,7 +213,8 @@ void Tensor::backward() const {
   if (numel() != 1) throw std::logic_error("backward() needs a scalar, got shape " + shape_str(shape()));
   if (!tracks_grad(*this)) throw std::logic_error("backward() on a tensor that does not require grad");
   std::vector<std::shared_ptr<TensorImpl>> order = topological_order(impl_ptr());
-  accumulate_grad(impl(), ones_like_scalar(*this));
+  if (sunk(impl())) sink_grad(*this, ones_like_scalar(*this));
+  else accumulate_grad(impl(), ones_like_scalar(*this));
   NoGradGuard no_grad;  // backward closures build no tape of their own
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     std::shared_ptr<TensorImpl> t = std::move(*it);  // released at the end of the iteration
@@ -156,8 +224,12 @@ void Tensor::backward() const {
     if (handed_over) ++g_hand_overs;
     std::vector<Tensor> grads = node->backward(t->grad ? Tensor(t->grad) : Tensor());
     if (grads.size() != node->inputs.size()) throw std::logic_error("backward: gradient count mismatch");
-    for (size_t i = 0; i < grads.size(); ++i)
-      if (tracks_grad(node->inputs[i])) accumulate_grad(node->inputs[i].impl(), grads[i]);
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Tensor& in = node->inputs[i];
+      if (!tracks_grad(in)) continue;
+      if (sunk(in.impl())) sink_grad(in, grads[i]);
+      else accumulate_grad(in.impl(), grads[i]);
+    }
     t->grad.reset();  // an intermediate's gradient is not kept
   }
 }

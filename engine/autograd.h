@@ -73,6 +73,16 @@ Tensor attach(Tensor out, std::vector<Tensor> inputs, BackwardFn fn);
 // buffer when that is pending zero (Optimizer::zero_grad), or nothing when g is that buffer.
 void accumulate_grad(TensorImpl* t, const Tensor& g);
 
+// Runs run(c) for every chunk c in [0, chunks), each a forward and a backward() of its own
+// (a batch split into chunks of rows), on up to `chunks` threads at once (OpenMP; a
+// kernel inside runs on its chunk's thread alone), or one after another with every thread
+// inside the kernels when there are at least twice as many threads as chunks. Chunk 0
+// accumulates into the leaves' gradients as a plain backward() does; the leaves'
+// gradients from every later chunk are kept apart while the chunks run, then added in
+// chunk order: the same bits for any thread count. The first exception any chunk throws
+// is rethrown once all have ended.
+void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run);
+
 // Where a backward closure writes input t's gradient: t's own kept gradient buffer when it
 // is pending zero (the first contribution writes it; accumulate_grad then has nothing to
 // add: no fill, no add, one kernel fewer each), else a fresh buffer of t's shape.

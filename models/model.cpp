@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/autograd.h"
 #include "models/autoencoders.h"
 #include "models/cvae.h"
 
@@ -32,6 +33,12 @@ const char* recon_name(ReconLoss r) {
     case ReconLoss::BCE: break;
   }
   return "bce";
+}
+
+Tensor Model::loss_backward(const Tensor& x, Philox& rng, KlMode kl) {
+  Tensor l = loss(x, rng, kl);
+  l.backward();
+  return l.detach();
 }
 
 std::unique_ptr<Model> make_model(const ModelConfig& config, uint64_t init_seed) {

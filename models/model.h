@@ -35,6 +35,9 @@ class Model : public Module {
   // The scalar training objective for a batch x (the negative ELBO for VAEs,
   // the reconstruction loss for autoencoders), averaged over the batch.
   virtual Tensor loss(const Tensor& x, Philox& rng, KlMode kl) = 0;
+  // loss() with its backward() done (the gradients accumulated into the parameters); the
+  // loss returned detached. A VAE on the CPU splits the batch in two (vae.h).
+  virtual Tensor loss_backward(const Tensor& x, Philox& rng, KlMode kl);
   // (mean, logvar) for VAEs; (code, undefined) for autoencoders. [N,L] each.
   virtual std::pair<Tensor, Tensor> encode(const Tensor& x) = 0;
   // Images in [0,1], [N,1,28,28], from codes [N,L].

@@ -94,6 +94,33 @@ Tensor VAE::loss(const Tensor& x, Philox& rng, KlMode kl) {
   return vae_loss(*this, x, eps, kl);
 }
 
+Tensor VAE::loss_backward(const Tensor& x, Philox& rng, KlMode kl) {
+  Tensor eps = randn({x.size(0), latent_dim()}, rng, x.dtype(), x.device());  // as loss()
+  return vae_loss_backward(*this, x, eps, kl);
+}
+
+Tensor vae_loss_backward(VAE& model, const Tensor& x, const Tensor& eps, KlMode kl) {
+  const int64_t n = x.size(0);
+  const int chunks = x.device() == Device::CPU && n >= 2 * kVaeChunkRows ? 2 : 1;
+  if (chunks == 1) {
+    Tensor l = vae_loss(model, x, eps, kl);
+    l.backward();
+    return l.detach();
+  }
+  std::vector<Tensor> parts(static_cast<size_t>(chunks));
+  backward_in_chunks(chunks, [&](int c) {
+    const int64_t r0 = n * c / chunks, rows = n * (c + 1) / chunks - r0;
+    Tensor l = vae_loss(model, slice_rows(x, r0, rows), slice_rows(eps, r0, rows), kl);
+    l = scale(l, static_cast<double>(rows) / static_cast<double>(n));
+    l.backward();
+    parts[static_cast<size_t>(c)] = l.detach();
+  });
+  NoGradGuard no_grad;
+  Tensor total = parts[0];
+  for (size_t c = 1; c < parts.size(); ++c) total = add(total, parts[c]);
+  return total;
+}
+
 // The loss terms and the batch mean in one fused op (the same math as the
 // tutorial's chain of ops; test_models checks the two agree).
 Tensor vae_loss(VAE& model, const Tensor& x, const Tensor& eps, KlMode kl) {

@@ -14,6 +14,7 @@ class VAE : public Model {
   virtual Tensor decode_logits(const Tensor& z) = 0;  // [N,L] -> [N,1,28,28]
   Tensor decode_images(const Tensor& z) override { return sigmoid(decode_logits(z)); }
   Tensor loss(const Tensor& x, Philox& rng, KlMode kl) override;
+  Tensor loss_backward(const Tensor& x, Philox& rng, KlMode kl) override;
 };
 
 // The negative ELBO averaged over the batch, the tutorial's compute_loss:
@@ -21,6 +22,15 @@ class VAE : public Model {
 //   Analytic:   -mean(log p(x|z) - KL(q(z|x) || p(z)))
 // eps [N,L] is the reparameterisation noise.
 Tensor vae_loss(VAE& model, const Tensor& x, const Tensor& eps, KlMode kl);
+
+// vae_loss with its backward() done; returns the loss, detached. On the CPU a batch of at
+// least 2 * kVaeChunkRows images goes as two chunks of rows (backward_in_chunks, one per
+// thread: no barrier between the layers of a step, no layer split over threads); the loss
+// is each chunk's mean weighted by its share of the rows. The chunks depend on the batch
+// size alone, so the bits do not depend on the thread count; they do differ in the last
+// places from one whole-batch backward(), whose sums over the batch run in another order.
+constexpr int64_t kVaeChunkRows = 8;
+Tensor vae_loss_backward(VAE& model, const Tensor& x, const Tensor& eps, KlMode kl);
 
 // Evaluation, no tape: sums over the images of x (divide by the count for a mean).
 struct BoundSums {

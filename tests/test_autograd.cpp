@@ -1,10 +1,13 @@
 // test_autograd.cpp: the tape itself: accumulation, no-grad scope, freeing,
 // reuse of a tensor, error cases, and stable parameter names.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -135,6 +138,52 @@ TEST(Autograd, ReluHandOverGivesThePlainBackwardsBits) {
       EXPECT_EQ(0, std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float))) << "gradient " << i;
     }
   }
+}
+
+// backward_in_chunks: a leaf's gradient is what it held, then chunk 0's, then chunk 1's,
+// ... added in that order, whichever thread ran which chunk. Values of mixed magnitude so
+// that another order of the float sums gives other bits.
+std::vector<float> chunked_grad(int threads, int chunks, bool held_before) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  const std::vector<float> w0 = testing::random_vector<float>(37, 1);
+  Tensor w = Tensor::from_vector(w0, {37}).set_requires_grad(true);
+  if (held_before) sum(mul(w, w)).backward();  // 2 w
+  backward_in_chunks(chunks, [&](int c) {
+    std::vector<float> v = testing::random_vector<float>(37, 10 + c);
+    for (size_t i = 0; i < v.size(); ++i) v[i] *= c % 2 ? 1e7f : 1e-3f;
+    sum(mul(w, Tensor::from_vector(v, {37}))).backward();  // d/dw = v
+  });
+  omp_set_num_threads(saved);
+  return w.grad().to_float_vector();
+}
+
+TEST(Autograd, ChunkedBackwardAddsTheChunksInOrderOnAnyThreadCount) {
+  for (bool held : {false, true}) {
+    SCOPED_TRACE(held ? "a gradient held before" : "no gradient before");
+    std::vector<float> want(37, 0.0f);
+    if (held)
+      for (size_t i = 0; i < want.size(); ++i) want[i] = 2 * testing::random_vector<float>(37, 1)[i];
+    for (int c = 0; c < 3; ++c) {
+      std::vector<float> v = testing::random_vector<float>(37, 10 + c);
+      for (size_t i = 0; i < v.size(); ++i) want[i] += v[i] * (c % 2 ? 1e7f : 1e-3f);
+    }
+    for (int threads : {1, 2, 3, 6}) {
+      const std::vector<float> got = chunked_grad(threads, 3, held);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << threads << " threads";
+    }
+  }
+}
+
+TEST(Autograd, ChunkedBackwardRethrowsAChunksException) {
+  Tensor w = leaf({1, 2, 3});
+  EXPECT_THROW(backward_in_chunks(2, [&](int c) {
+                 if (c == 1) throw std::runtime_error("chunk 1");
+                 sum(w).backward();
+               }),
+               std::runtime_error);
+  EXPECT_THROW(backward_in_chunks(0, [](int) {}), std::invalid_argument);
+  EXPECT_EQ(live_nodes(), 0);
 }
 
 TEST(Nn, CvaeParameterNamesAndShapesAreStable) {

@@ -2,6 +2,7 @@
 // ae-mlp): factory and option names, shapes, parameter names, losses, the VAE
 // evaluation bounds, float64 gradient checks, and short training runs.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <memory>
@@ -238,6 +239,72 @@ TEST(Models, VaeLossUsesTheRngsNoiseAndCvaeWrappersAgree) {
   EXPECT_EQ(cvae_loss(c, x, a, KlMode::MonteCarlo).item(), c.loss(x, b, KlMode::MonteCarlo).item());
   Tensor eps = randn({2, 3}, a);
   EXPECT_EQ(cvae_loss(c, x, eps, KlMode::Analytic).item(), vae_loss(c, x, eps, KlMode::Analytic).item());
+}
+
+// The training step's backward (vae_loss_backward): a batch of 2 * kVaeChunkRows or more
+// goes as two chunks; the loss and every gradient are the whole batch's (float64: to
+// 1e-12), and the float32 bits are the same on 1 and 2 threads.
+struct LossAndGrads {
+  double loss = 0;
+  std::vector<std::vector<double>> grads;
+};
+LossAndGrads step_grads(const char* kind, DType dtype, int n, bool chunked, int threads) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  auto m = make(kind, 3, 4);
+  m->to(dtype);
+  auto& v = dynamic_cast<VAE&>(*m);
+  Tensor x = bars(n, dtype);
+  Philox rng{8, 2};
+  Tensor eps = randn({n, 3}, rng, dtype);
+  LossAndGrads out;
+  if (chunked) {
+    out.loss = vae_loss_backward(v, x, eps, KlMode::MonteCarlo).item();
+  } else {
+    Tensor l = vae_loss(v, x, eps, KlMode::MonteCarlo);
+    l.backward();
+    out.loss = l.item();
+  }
+  for (auto& [name, p] : m->named_parameters()) out.grads.push_back(p.grad().to_double_vector());
+  omp_set_num_threads(saved);
+  return out;
+}
+
+TEST(Models, ChunkedStepIsTheWholeBatchsLossAndGradients) {
+  const int n = 2 * kVaeChunkRows + 3;  // two chunks of unequal size
+  for (const char* k : {"cvae", "vae-mlp"}) {
+    SCOPED_TRACE(k);
+    const LossAndGrads whole = step_grads(k, DType::F64, n, false, 2);
+    const LossAndGrads chunked = step_grads(k, DType::F64, n, true, 2);
+    EXPECT_NEAR(chunked.loss, whole.loss, 1e-12 * std::fabs(whole.loss));
+    ASSERT_EQ(chunked.grads.size(), whole.grads.size());
+    for (size_t i = 0; i < whole.grads.size(); ++i) {
+      double scale = 0, worst = 0;
+      for (size_t j = 0; j < whole.grads[i].size(); ++j) {
+        scale = std::max(scale, std::fabs(whole.grads[i][j]));
+        worst = std::max(worst, std::fabs(chunked.grads[i][j] - whole.grads[i][j]));
+      }
+      EXPECT_GT(scale, 0.0) << "parameter " << i;
+      EXPECT_LE(worst, 1e-12 * scale) << "parameter " << i;
+    }
+    const LossAndGrads one = step_grads(k, DType::F32, n, true, 1);
+    const LossAndGrads two = step_grads(k, DType::F32, n, true, 2);
+    EXPECT_EQ(one.loss, two.loss);
+    for (size_t i = 0; i < one.grads.size(); ++i) EXPECT_EQ(one.grads[i], two.grads[i]) << "parameter " << i;
+  }
+}
+
+TEST(Models, LossBackwardDrawsTheLossesNoise) {
+  for (const char* k : {"cvae", "vae-mlp", "ae-conv"}) {
+    auto a = make(k, 3, 4), b = make(k, 3, 4);
+    Tensor x = bars(2 * kVaeChunkRows);
+    Philox ra{8, 2}, rb{8, 2};
+    const double got = a->loss_backward(x, ra, KlMode::MonteCarlo).item();
+    const double want = b->loss(x, rb, KlMode::MonteCarlo).item();
+    EXPECT_NEAR(got, want, 1e-5 * std::fabs(want)) << k;
+    EXPECT_EQ(ra.offset, rb.offset) << k;
+    EXPECT_TRUE(a->named_parameters()[0].second.grad().defined()) << k;
+  }
 }
 
 // --- evaluation bounds ------------------------------------------------------------
