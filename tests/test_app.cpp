@@ -102,6 +102,26 @@ TEST_F(App, ResumeRepeatsAnUninterruptedRunBitwise) {
   EXPECT_EQ(straight.metadata.at("step"), resumed.metadata.at("step"));
 }
 
+// The step's two halves (vae.h: vae_loss_backward) run side by side on two threads and one
+// after the other on one: the same checkpoint, bit for bit, either way.
+TEST_F(App, TrainingGivesTheSameBitsOnOneThreadAsOnTwo) {
+  std::vector<SafeTensors> got;
+  for (int threads : {1, 2}) {
+    const std::string out = root_ + "/threads" + std::to_string(threads);
+    RunResult r = testing::run_shell("env OMP_NUM_THREADS=" + std::to_string(threads) + " " +
+                                     std::string(CVAE_BINARY) + " " + train_args(out, 1));
+    ASSERT_EQ(r.code, 0) << r.output;
+    got.push_back(load_safetensors(out + "/checkpoint.safetensors"));
+  }
+  ASSERT_EQ(got[0].tensors.size(), got[1].tensors.size());
+  for (size_t i = 0; i < got[0].tensors.size(); ++i) {
+    const auto& [name, t] = got[0].tensors[i];
+    const Tensor& u = got[1].at(name);
+    ASSERT_EQ(t.nbytes(), u.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(t.raw(), u.raw(), t.nbytes()), 0) << name << " differs between 1 and 2 threads";
+  }
+}
+
 TEST_F(App, ANewRunRefusesToOverwriteAnExistingOne) {
   std::string before = read_text(checkpoint());
   RunResult r = run_cvae(train_args(run_, 1));
