@@ -146,20 +146,24 @@ void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run) {
   std::vector<std::exception_ptr> errors(static_cast<size_t>(chunks));
   const int most = omp_in_parallel() ? 1 : omp_get_max_threads();
   const int threads = most >= 2 * chunks ? 1 : std::min(chunks, most);
+  const bool grad_mode = t_grad_enabled;  // the caller's, on whichever thread runs a chunk
   auto one = [&](int c) {
-    GradSink* const outer = t_sink;
+    GradSink* const outer_sink = t_sink;
+    const bool outer_mode = t_grad_enabled;
     t_sink = c == 0 ? nullptr : &sinks[static_cast<size_t>(c)];
+    t_grad_enabled = grad_mode;
     try {
       run(c);
     } catch (...) {
       errors[static_cast<size_t>(c)] = std::current_exception();
     }
-    t_sink = outer;
+    t_sink = outer_sink;
+    t_grad_enabled = outer_mode;
   };
   if (threads == 1) {
     for (int c = 0; c < chunks; ++c) one(c);
   } else {
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads)  // chunk c on thread c
     for (int c = 0; c < chunks; ++c) one(c);
   }
   for (const std::exception_ptr& e : errors)

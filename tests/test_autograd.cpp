@@ -186,6 +186,24 @@ TEST(Autograd, ChunkedBackwardRethrowsAChunksException) {
   EXPECT_EQ(live_nodes(), 0);
 }
 
+TEST(Autograd, ChunksRunInTheCallersGradMode) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  Tensor w = leaf({1, 2, 3});
+  std::vector<int> recorded(2, -1), on(2, -1);
+  {
+    NoGradGuard no_grad;
+    backward_in_chunks(2, [&](int c) {
+      recorded[size_t(c)] = tracks_grad(mul(w, w));
+      on[size_t(c)] = grad_enabled();
+    });
+  }
+  backward_in_chunks(2, [&](int c) { on[size_t(c)] += 2 * grad_enabled(); });
+  omp_set_num_threads(saved);
+  EXPECT_EQ(recorded, std::vector<int>({0, 0}));
+  EXPECT_EQ(on, std::vector<int>({2, 2}));  // off inside the guard, on outside it
+}
+
 TEST(Nn, CvaeParameterNamesAndShapesAreStable) {
   CVAE model(2, 0);
   auto expected = testing::cvae_export_layout(2);
