@@ -347,9 +347,10 @@ inline T finish(const TileOut<T>& o, int i, int j, T acc, const T* c) {
 }
 
 // The transposed store of write_tile (C(i, j) at r0 + i + (j0 + j) * C.col.sa) for the
-// tile's first rows, in L x L blocks (L = 8, then 4) transposed in registers, a bias per
-// column and the ReLU applied to each stored vector (alpha is 1): the same operations as
-// element by element. Returns how many rows it stored (all columns of them).
+// tile's first rows, in L x L blocks (L = 8, then 4) transposed in registers; C's old
+// values added (beta 1: a later K block), then a bias per column and the ReLU, to each
+// stored vector (alpha is 1): the same operations as element by element. Returns how many
+// rows it stored (all columns of them).
 template <int L>
 int store_transposed_rows(const GemmResult<float>& C, const TileOut<float>& o, int64_t r0, int i_from,
                           int rows, int j0, int cols, const float* tile, int ldt) {
@@ -359,6 +360,7 @@ int store_transposed_rows(const GemmResult<float>& C, const TileOut<float>& o, i
     for (int jb = 0; jb < cols; jb += L) {
       float* c = C.base + C.off0 + r0 + i_from + (j0 + jb) * C.col.sa;
       transpose_block<L>(tile + i_from * ldt + jb, ldt, c, C.col.sa, [&](V& v, int t) {
+        if (o.beta != 0.0f) v += load<V>(c + t * C.col.sa);  // beta is 1: 1 * old is old
         if (o.bias) v += o.bias[jb + t];
         if (o.relu) v = relu_v(v);
       });
@@ -390,10 +392,12 @@ void write_tile(const GemmResult<T>& C, const TileOut<T>& o, int i0, int rows, i
     // A tile stored transposed (rows: output positions, contiguous; columns: channels,
     // C.col.sa apart); a channel's bias is one number. Floats go in square blocks
     // transposed in registers (the phases of dgrad: 12% of their time went on storing
-    // element by element), the rest one channel at a time.
+    // element by element; wgrad's dw^T, added to once per K block, as much), the rest one
+    // channel at a time.
     int i_from = 0;
     if constexpr (sizeof(T) == 4)
-      if (o.alpha == T(1) && o.beta == T(0) && !(o.bias && !o.bias_per_col))  // alpha 1: no FMA to differ
+      if (o.alpha == T(1) && (o.beta == T(0) || o.beta == T(1)) &&
+          !(o.bias && !o.bias_per_col))  // alpha and beta 1: no FMA to differ
         i_from = store_transposed_blocks(C, o, r0, rows, j0, cols, tile, ldt);
     for (int j = 0; j < cols; ++j) {
       T* c = C.base + C.off0 + r0 + (j0 + j) * C.col.sa;
