@@ -26,7 +26,7 @@ int64_t step_peak(const RunConfig& c, int b, bool train) {
   const int64_t before = cpu_bytes_in_use();
   reset_cpu_bytes_peak();
   if (train) {
-    model->loss_backward(x, rng, c.kl);  // as the training step
+    model->loss_backward(x, rng, c.kl);  // the training step's call (b is below its halving)
   } else {
     NoGradGuard no_grad;
     model->loss(x, rng, c.kl);

@@ -150,7 +150,7 @@ void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run) {
   auto one = [&](int c) {
     GradSink* const outer_sink = t_sink;
     const bool outer_mode = t_grad_enabled;
-    t_sink = c == 0 ? nullptr : &sinks[static_cast<size_t>(c)];
+    t_sink = c == 0 ? outer_sink : &sinks[static_cast<size_t>(c)];
     t_grad_enabled = grad_mode;
     try {
       run(c);
@@ -169,7 +169,10 @@ void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run) {
   for (const std::exception_ptr& e : errors)
     if (e) std::rethrow_exception(e);
   for (const GradSink& sink : sinks)  // chunk order, whoever ran them
-    for (const auto& [leaf, g] : sink.grads) accumulate_grad(leaf.impl(), Tensor(g));
+    for (const auto& [leaf, g] : sink.grads) {
+      if (t_sink) sink_grad(leaf, Tensor(g));  // inside an outer chunk: into its sink
+      else accumulate_grad(leaf.impl(), Tensor(g));
+    }
 }
 
 namespace {

@@ -143,6 +143,12 @@ TEST(Autograd, ReluHandOverGivesThePlainBackwardsBits) {
 // backward_in_chunks: a leaf's gradient is what it held, then chunk 0's, then chunk 1's,
 // ... added in that order, whichever thread ran which chunk. Values of mixed magnitude so
 // that another order of the float sums gives other bits.
+std::vector<float> chunk_values(int c) {
+  std::vector<float> v = testing::random_vector<float>(37, 10 + c);
+  for (size_t i = 0; i < v.size(); ++i) v[i] *= c % 2 ? 1e7f : 1e-3f;
+  return v;
+}
+
 std::vector<float> chunked_grad(int threads, int chunks, bool held_before) {
   const int saved = omp_get_max_threads();
   omp_set_num_threads(threads);
@@ -150,9 +156,7 @@ std::vector<float> chunked_grad(int threads, int chunks, bool held_before) {
   Tensor w = Tensor::from_vector(w0, {37}).set_requires_grad(true);
   if (held_before) sum(mul(w, w)).backward();  // 2 w
   backward_in_chunks(chunks, [&](int c) {
-    std::vector<float> v = testing::random_vector<float>(37, 10 + c);
-    for (size_t i = 0; i < v.size(); ++i) v[i] *= c % 2 ? 1e7f : 1e-3f;
-    sum(mul(w, Tensor::from_vector(v, {37}))).backward();  // d/dw = v
+    sum(mul(w, Tensor::from_vector(chunk_values(c), {37}))).backward();  // d/dw = the values
   });
   omp_set_num_threads(saved);
   return w.grad().to_float_vector();
@@ -164,9 +168,9 @@ TEST(Autograd, ChunkedBackwardAddsTheChunksInOrderOnAnyThreadCount) {
     std::vector<float> want(37, 0.0f);
     if (held)
       for (size_t i = 0; i < want.size(); ++i) want[i] = 2 * testing::random_vector<float>(37, 1)[i];
-    for (int c = 0; c < 3; ++c) {
-      std::vector<float> v = testing::random_vector<float>(37, 10 + c);
-      for (size_t i = 0; i < v.size(); ++i) want[i] += v[i] * (c % 2 ? 1e7f : 1e-3f);
+    for (int c = 0; c < 3; ++c) {  // the products rounded first (no FMA), as the engine's
+      const std::vector<float> v = chunk_values(c);
+      for (size_t i = 0; i < v.size(); ++i) want[i] += v[i];
     }
     for (int threads : {1, 2, 3, 6}) {
       const std::vector<float> got = chunked_grad(threads, 3, held);
@@ -184,6 +188,25 @@ TEST(Autograd, ChunkedBackwardRethrowsAChunksException) {
                std::runtime_error);
   EXPECT_THROW(backward_in_chunks(0, [](int) {}), std::invalid_argument);
   EXPECT_EQ(live_nodes(), 0);
+}
+
+// Chunks inside a chunk: the inner ones' gradients join the outer chunk's, so the sum
+// keeps the outer chunks' order: small + (big - big) is small; (small + big) - big is not.
+TEST(Autograd, ChunksInsideAChunkAddInTheOuterChunksPlace) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  const std::vector<float> small = chunk_values(0), big = chunk_values(1);
+  std::vector<float> minus_big = big;
+  for (float& v : minus_big) v = -v;
+  Tensor w = Tensor::from_vector(testing::random_vector<float>(37, 1), {37}).set_requires_grad(true);
+  auto add = [&](const std::vector<float>& v) { sum(mul(w, Tensor::from_vector(v, {37}))).backward(); };
+  backward_in_chunks(2, [&](int outer) {
+    if (outer == 0) return add(small);
+    backward_in_chunks(2, [&](int inner) { add(inner == 0 ? big : minus_big); });
+  });
+  omp_set_num_threads(saved);
+  const std::vector<float> got = w.grad().to_float_vector();
+  EXPECT_EQ(0, std::memcmp(got.data(), small.data(), small.size() * sizeof(float)));
 }
 
 TEST(Autograd, ChunksRunInTheCallersGradMode) {
