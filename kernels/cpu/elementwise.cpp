@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/plane_border.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -38,7 +39,7 @@ double sum_contig(const T* x, int64_t n) {
 template <bool Relu, typename T>
 void bias_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
   const int64_t rows = static_cast<int64_t>(N) * C;
-#pragma omp parallel for schedule(static) if (rows * HW >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(rows * HW, kParallelMin))
   for (int64_t r = 0; r < rows; ++r) {
     const T bc = b[r % C];
     const T* xr = x + r * HW;
@@ -64,7 +65,7 @@ void bias_relu_fwd(int N, int C, int64_t HW, const T* x, const T* b, T* y) {
 // db[c] = sum_n sum_hw dy[n,c,hw]   (double accumulator, n outer, hw inner)
 template <typename T>
 void bias_add_bwd(int N, int C, int64_t HW, const T* dy, T* db) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * C * HW, kParallelMin))
   for (int c = 0; c < C; ++c) {
     double s = 0;
     for (int n = 0; n < N; ++n) s += sum_contig(dy + (static_cast<int64_t>(n) * C + c) * HW, HW);
@@ -113,7 +114,7 @@ template <typename T>
 void bias_act_bwd_rows(int N, int C, int64_t HW, int H, int W, const PlaneBorder& b, const T* y,
                        const T* dy, T* dpre, T* db) {
   const int64_t plane = int64_t(H + b.top + b.bottom) * (W + b.left + b.right);
-#pragma omp parallel if (static_cast<int64_t>(N) * C * HW >= kParallelMin)
+#pragma omp parallel if (parallel_worth(static_cast<int64_t>(N) * C * HW, kParallelMin))
   {
     T* scratch = row_scratch<T>(HW, b.any() && y);
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -185,14 +186,14 @@ void bias_sums_of_rows(int N, int C, const double* rowsum, T* db) {
 // y = max(x, 0)   (NaN propagates)
 template <typename T>
 void relu_fwd(int64_t n, const T* x, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
 }
 
 // dx = dy * (y > 0)
 template <typename T>
 void relu_bwd(int64_t n, const T* y, const T* dy, T* dx) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) {
     const T g = dy[i];  // loaded unconditionally, so that the select vectorizes
     dx[i] = y[i] > T(0) ? g : T(0);
@@ -202,7 +203,7 @@ void relu_bwd(int64_t n, const T* y, const T* dy, T* dx) {
 // y = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) otherwise (one exp(-|x|))
 template <typename T>
 void sigmoid_fwd(int64_t n, const T* x, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) {
     const T xi = x[i];
     const T e = std::exp(-std::fabs(xi));
@@ -214,56 +215,56 @@ void sigmoid_fwd(int64_t n, const T* x, T* y) {
 // dx = dy * y * (1 - y)
 template <typename T>
 void sigmoid_bwd(int64_t n, const T* y, const T* dy, T* dx) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
 }
 
 // y = exp(x)
 template <typename T>
 void exp_fwd(int64_t n, const T* x, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
 }
 
 // y = a + b
 template <typename T>
 void add(int64_t n, const T* a, const T* b, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
 // y = a - b
 template <typename T>
 void sub(int64_t n, const T* a, const T* b, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] - b[i];
 }
 
 // y = a * b
 template <typename T>
 void mul(int64_t n, const T* a, const T* b, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
 }
 
 // y = alpha * x
 template <typename T>
 void scale(int64_t n, T alpha, const T* x, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i];
 }
 
 // y += alpha * x
 template <typename T>
 void axpy(int64_t n, T alpha, const T* x, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 // y = value
 template <typename T>
 void fill(int64_t n, T value, T* y) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) y[i] = value;
 }
 
@@ -272,12 +273,12 @@ void fill(int64_t n, T value, T* y) {
 template <typename T>
 void sum_mid(int64_t outer, int64_t mid, int64_t inner, const T* x, T* y) {
   if (inner == 1) {
-#pragma omp parallel for schedule(static) if (outer * mid >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(outer * mid, kParallelMin))
     for (int64_t o = 0; o < outer; ++o) y[o] = static_cast<T>(sum_contig(x + o * mid, mid));
     return;
   }
   const int64_t chunks = (inner + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (outer * mid * inner >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(outer * mid * inner, kParallelMin))
   for (int64_t oc = 0; oc < outer * chunks; ++oc) {
     const int64_t o = oc / chunks;
     const int64_t i0 = (oc % chunks) * kChunk;
@@ -296,7 +297,7 @@ void sum_mid(int64_t outer, int64_t mid, int64_t inner, const T* x, T* y) {
 // dx[o,m,i] = alpha * dy[o,i]
 template <typename T>
 void broadcast_mid(int64_t outer, int64_t mid, int64_t inner, T alpha, const T* dy, T* dx) {
-#pragma omp parallel for schedule(static) if (outer * mid * inner >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(outer * mid * inner, kParallelMin))
   for (int64_t om = 0; om < outer * mid; ++om) {
     const T* dyr = dy + (om / mid) * inner;
     T* dxr = dx + om * inner;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -19,7 +20,7 @@ constexpr double kLog2Pi = 1.8378770664093454835606594728112;  // log(2*pi)
 // l = max(x,0) - x*t + log1p(exp(-|x|))
 template <typename T>
 void sigmoid_ce_fwd(int64_t n, const T* logits, const T* targets, T* loss) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) {
     const T x = logits[i];
     loss[i] = (x > T(0) ? x : T(0)) - x * targets[i] + std::log1p(std::exp(-std::fabs(x)));
@@ -31,7 +32,7 @@ template <typename T>
 void sigmoid_ce_bwd(int64_t n, const T* logits, const T* targets, const T* dloss, T* dlogits,
                     T* dtargets) {
   if (dlogits) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
     for (int64_t i = 0; i < n; ++i) {
       const T x = logits[i];
       const T e = std::exp(-std::fabs(x));  // stable sigmoid, as sigmoid_fwd
@@ -41,7 +42,7 @@ void sigmoid_ce_bwd(int64_t n, const T* logits, const T* targets, const T* dloss
     }
   }
   if (dtargets) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
     for (int64_t i = 0; i < n; ++i) dtargets[i] = -dloss[i] * logits[i];
   }
 }
@@ -49,7 +50,7 @@ void sigmoid_ce_bwd(int64_t n, const T* logits, const T* targets, const T* dloss
 // out[i] = sum_j -0.5 * ((x-m)^2 * exp(-lv) + lv + log(2*pi))   (m, lv null -> 0)
 template <typename T>
 void log_normal_pdf_fwd(int N, int D, const T* x, const T* mean, const T* logvar, T* out) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * D >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * D, kParallelMin))
   for (int i = 0; i < N; ++i) {
     const int64_t row = static_cast<int64_t>(i) * D;
     double s = 0;
@@ -66,7 +67,7 @@ void log_normal_pdf_fwd(int N, int D, const T* x, const T* mean, const T* logvar
 template <typename T>
 void log_normal_pdf_bwd(int N, int D, const T* x, const T* mean, const T* logvar,
                         const T* dout, T* dx, T* dmean, T* dlogvar) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * D >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * D, kParallelMin))
   for (int i = 0; i < N; ++i) {
     const int64_t row = static_cast<int64_t>(i) * D;
     const double g = static_cast<double>(dout[i]);
@@ -85,7 +86,7 @@ void log_normal_pdf_bwd(int N, int D, const T* x, const T* mean, const T* logvar
 // out[i] = -0.5 * sum_j (1 + lv - m^2 - exp(lv))
 template <typename T>
 void kl_normal_fwd(int N, int D, const T* mean, const T* logvar, T* out) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * D >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * D, kParallelMin))
   for (int i = 0; i < N; ++i) {
     const int64_t row = static_cast<int64_t>(i) * D;
     double s = 0;
@@ -102,7 +103,7 @@ void kl_normal_fwd(int N, int D, const T* mean, const T* logvar, T* out) {
 template <typename T>
 void kl_normal_bwd(int N, int D, const T* mean, const T* logvar, const T* dout, T* dmean,
                    T* dlogvar) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * D >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * D, kParallelMin))
   for (int i = 0; i < N; ++i) {
     const int64_t row = static_cast<int64_t>(i) * D;
     const double g = static_cast<double>(dout[i]);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -29,7 +30,7 @@ void adam_step(int64_t n, T* p, const T* g, T* m, T* v, double lr, double beta1,
   const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
   const T c1 = static_cast<T>(1.0 - beta1), c2 = static_cast<T>(1.0 - beta2);
   const T e = static_cast<T>(eps);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) {
     const T gi = g[i];
     const T mi = b1 * m[i] + c1 * gi;
@@ -45,7 +46,7 @@ void adam_step(int64_t n, T* p, const T* g, T* m, T* v, double lr, double beta1,
 template <typename T>
 void sgd_step(int64_t n, T* p, const T* g, double lr) {
   const T a = static_cast<T>(lr);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t i = 0; i < n; ++i) p[i] -= a * g[i];
 }
 

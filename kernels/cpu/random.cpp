@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/kernels.h"
 #include "kernels/philox.h"
 
@@ -21,7 +22,7 @@ template <typename T>
 void normal_fill(int64_t n, uint64_t seed, uint64_t offset, T* y) {
   if (n <= 0) return;
   const int64_t nblocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t j = 0; j < nblocks; ++j) {
     double v[4];
     philox::philox_normal4(seed, offset + static_cast<uint64_t>(j), v);
@@ -36,7 +37,7 @@ template <typename T>
 void uniform_fill(int64_t n, uint64_t seed, uint64_t offset, T lo, T hi, T* y) {
   if (n <= 0) return;
   const int64_t nblocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(n, kParallelMin))
   for (int64_t j = 0; j < nblocks; ++j) {
     T v[4];
     philox::philox_uniform4<T>(seed, offset + static_cast<uint64_t>(j), lo, hi, v);

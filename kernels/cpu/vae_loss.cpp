@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
@@ -36,7 +37,7 @@ template <typename T>
 void vae_loss_fwd(const VaeLossShape& s, const T* logits, const T* x, const T* z, const T* mean,
                   const T* logvar, T* loss, T* row_elbo) {
   const int N = s.N, D = s.D, L = s.L;
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(N) * (D + L) >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * (D + L), kParallelMin))
   for (int i = 0; i < N; ++i) {
     const int64_t rx = static_cast<int64_t>(i) * D;
     const int64_t rz = static_cast<int64_t>(i) * L;
@@ -75,7 +76,7 @@ void vae_loss_bwd(const VaeLossShape& s, const T* logits, const T* x, const T* z
   const int64_t nx = static_cast<int64_t>(N) * s.D;
   const int64_t nz = static_cast<int64_t>(N) * s.L;
   if (dlogits) {
-#pragma omp parallel for schedule(static) if (nx >= kParallelMin)
+#pragma omp parallel for schedule(static) if (parallel_worth(nx, kParallelMin))
     for (int64_t k = 0; k < nx; ++k)
       dlogits[k] = static_cast<T>(c * (sigmoid_d(static_cast<double>(logits[k])) -
                                        static_cast<double>(x[k])));
