@@ -21,19 +21,17 @@ namespace cvae {
 namespace {
 
 thread_local bool t_grad_enabled = true;
+std::atomic<int64_t> g_live_nodes{0};
+std::atomic<int64_t> g_hand_overs{0};
 
 // The leaves' gradients a chunk of backward_in_chunks contributes, kept out of the leaves
-// themselves (which chunk 0 may be writing at the same moment on another thread).
-struct GradSink {
-  std::unordered_map<TensorImpl*, size_t> at;  // leaf -> its entry in grads
-  std::vector<std::pair<Tensor, std::shared_ptr<TensorImpl>>> grads;  // leaf, gradient so far
-};
+// themselves (which chunk 0 may be writing at the same moment on another thread): leaf ->
+// (the leaf, its gradient so far). Each leaf's sum is its own, so the map's order is free.
+using GradSink = std::unordered_map<TensorImpl*, std::pair<Tensor, std::shared_ptr<TensorImpl>>>;
 thread_local GradSink* t_sink = nullptr;  // set while a chunk after the first runs
 
 // Whether t's gradient goes to this thread's sink: a leaf (a parameter), while one is set.
 bool sunk(const TensorImpl* t) { return t_sink != nullptr && !t->grad_fn; }
-std::atomic<int64_t> g_live_nodes{0};
-std::atomic<int64_t> g_hand_overs{0};
 
 // Post-order over the nodes reachable from root: every node after its inputs.
 // Owning pointers: freeing a node may drop the last other reference to an
@@ -116,9 +114,9 @@ void check_grad_shape(const TensorImpl* t, const Tensor& g) {
 void sink_grad(const Tensor& t, const Tensor& g) {
   if (!g.defined()) return;
   check_grad_shape(t.impl(), g);
-  auto [it, fresh] = t_sink->at.try_emplace(t.impl(), t_sink->grads.size());
-  if (fresh) t_sink->grads.emplace_back(t, nullptr);
-  add_into(&t_sink->grads[it->second].second, g);
+  auto& entry = (*t_sink)[t.impl()];
+  if (!entry.first.defined()) entry.first = t;  // keeps the leaf alive until the merge
+  add_into(&entry.second, g);
 }
 
 }  // namespace
@@ -169,7 +167,8 @@ void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run) {
   for (const std::exception_ptr& e : errors)
     if (e) std::rethrow_exception(e);
   for (const GradSink& sink : sinks)  // chunk order, whoever ran them
-    for (const auto& [leaf, g] : sink.grads) {
+    for (const auto& kv : sink) {
+      const auto& [leaf, g] = kv.second;
       if (t_sink) sink_grad(leaf, Tensor(g));  // inside an outer chunk: into its sink
       else accumulate_grad(leaf.impl(), Tensor(g));
     }
@@ -202,8 +201,9 @@ Tensor ones_like_scalar(const Tensor& t) {
 
 Tensor grad_destination(const Tensor& t) {
   TensorImpl* impl = t.impl();
-  if (tracks_grad(t) && !sunk(impl) && impl->grad && impl->grad_zero_pending && impl->grad.use_count() == 1 &&
-      impl->grad->storage.use_count() == 1 && impl->grad->shape == impl->shape && impl->grad->dtype == impl->dtype)
+  if (tracks_grad(t) && !sunk(impl) && impl->grad && impl->grad_zero_pending &&
+      impl->grad.use_count() == 1 && impl->grad->storage.use_count() == 1 &&
+      impl->grad->shape == impl->shape && impl->grad->dtype == impl->dtype)
     return Tensor(impl->grad);
   return Tensor::empty(t.shape(), t.dtype(), t.device());
 }

@@ -82,8 +82,9 @@ void accumulate_grad(TensorImpl* t, const Tensor& g);
 // chunk order: the same bits for any thread count. The chunks may share leaves only: a
 // tensor with a tape behind it, made before and used by two chunks, would be swept by
 // both at once. Every chunk runs in the caller's grad mode; called inside a chunk, the
-// inner chunks' gradients go where that chunk's go. The first exception any chunk throws is rethrown once all have ended (the leaves'
-// gradients then hold what the chunks before it, or beside it, contributed).
+// inner chunks' gradients go where that chunk's go. The first exception any chunk throws
+// is rethrown once all have ended (the leaves' gradients then hold what the chunks before
+// it, or beside it, contributed).
 void backward_in_chunks(int chunks, const std::function<void(int chunk)>& run);
 
 // Where a backward closure writes input t's gradient: t's own kept gradient buffer when it

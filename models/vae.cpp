@@ -102,18 +102,20 @@ Tensor VAE::loss_backward(const Tensor& x, Philox& rng, KlMode kl) {
 Tensor vae_loss_backward(VAE& model, const Tensor& x, const Tensor& eps, KlMode kl) {
   const int64_t n = x.size(0);
   const int chunks = x.device() == Device::CPU && n >= 2 * kVaeChunkRows ? 2 : 1;
-  if (chunks == 1) {
-    Tensor l = vae_loss(model, x, eps, kl);
+  // Rows [r0, r0 + rows): their loss weighted by their share of the batch, and its backward.
+  auto part = [&](int64_t r0, int64_t rows) {
+    const bool whole = rows == n;  // no copies, no weight
+    Tensor l = vae_loss(model, whole ? x : slice_rows(x, r0, rows),
+                        whole ? eps : slice_rows(eps, r0, rows), kl);
+    if (!whole) l = scale(l, static_cast<double>(rows) / static_cast<double>(n));
     l.backward();
     return l.detach();
-  }
+  };
+  if (chunks == 1) return part(0, n);
   std::vector<Tensor> parts(static_cast<size_t>(chunks));
   backward_in_chunks(chunks, [&](int c) {
-    const int64_t r0 = n * c / chunks, rows = n * (c + 1) / chunks - r0;
-    Tensor l = vae_loss(model, slice_rows(x, r0, rows), slice_rows(eps, r0, rows), kl);
-    l = scale(l, static_cast<double>(rows) / static_cast<double>(n));
-    l.backward();
-    parts[static_cast<size_t>(c)] = l.detach();
+    const int64_t r0 = n * c / chunks;
+    parts[static_cast<size_t>(c)] = part(r0, n * (c + 1) / chunks - r0);
   });
   NoGradGuard no_grad;
   Tensor total = parts[0];
