@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "kernels/cpu/conv_thin.h"
+#include "kernels/cpu/dgrad_rows.h"
 #include "kernels/cpu/gemm_views.h"
 #include "kernels/cpu/plane_border.h"
 #include "kernels/kernels.h"
@@ -338,6 +340,58 @@ void spread_phases(const Conv2dShape& s, const T* stage, T* dx) {
   }
 }
 
+// The geometry of the both-phases tiles (dgrad_rows.h) for s, its dy bordered by b; false
+// when they do not take s: not stride 2 with a 3x3 filter, an odd column padding (the two
+// column phases would start at different dy columns), channels not in whole blocks, or a
+// path without them (generic, or not x86-64).
+bool dgrad_rows_plan(const Conv2dShape& s, const Border& b, DgradRowsPlan* pl) {
+#if defined(__x86_64__)
+  const CpuIsa isa = cpu_isa();
+  pl->cb = isa == CpuIsa::Avx512 ? kDgradRowsChannelsAvx512
+           : isa == CpuIsa::Avx2 ? kDgradRowsChannelsAvx2 : 0;
+#else
+  pl->cb = 0;
+#endif
+  if (pl->cb == 0 || s.stride_h != 2 || s.stride_w != 2 || s.R != 3 || s.S != 3 ||
+      s.pad_w % 2 != 0 || s.C % pl->cb != 0 || s.H < 2 || s.W < 2)
+    return false;
+  pl->C = s.C, pl->H = s.H, pl->W = s.W, pl->K = s.K;
+  pl->Qp = s.Q + b.left + b.right;
+  pl->plane = (s.P + b.top + b.bottom) * pl->Qp;
+  pl->image = s.K * pl->plane;
+  for (int rho = 0; rho < 2; ++rho) {
+    const Phase ph = phase_of(rho, 2, 3, s.pad_h, s.H);
+    pl->row0[rho] = ph.m_lo + b.top, pl->rows[rho] = ph.count, pl->taps_h[rho] = ph.taps;
+    pl->h0[rho] = 2 * ph.m_lo + rho - s.pad_h;
+  }
+  pl->col0 = phase_of(0, 2, 3, s.pad_w, s.W).m_lo + b.left;  // both phases' (even pad)
+  return true;
+}
+
+// w [K, C, 3, 3] as the tiles read it: [C / cb][r][k][s][cb], a channel block's weights
+// of one (r, k, s) one run of vectors.
+void dgrad_rows_pack(const DgradRowsPlan& pl, const float* w, float* wp) {
+  for (int c0 = 0; c0 < pl.C; c0 += pl.cb)
+    for (int r = 0; r < 3; ++r)
+      for (int k = 0; k < pl.K; ++k)
+        for (int t = 0; t < 3; ++t, wp += pl.cb)
+          for (int c = 0; c < pl.cb; ++c) wp[c] = w[((int64_t(k) * pl.C + c0 + c) * 3 + r) * 3 + t];
+}
+
+// dx by the both-phases tiles, images over the threads; the weights packed first into wp.
+void dgrad_by_rows(const Conv2dShape& s, const DgradRowsPlan& pl, const float* dyp,
+                   const float* w, const float* bias, bool relu, float* dx, float* wp) {
+  dgrad_rows_pack(pl, w, wp);
+#if defined(__x86_64__)
+  const auto images = cpu_isa() == CpuIsa::Avx512 ? avx512::dgrad_rows_images : avx2::dgrad_rows_images;
+  const int threads = std::min(s.N, omp_in_parallel() ? 1 : omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+  for (int n = 0; n < s.N; ++n) images(pl, dyp, wp, bias, relu, n, n + 1, dx);
+#else
+  (void)s, (void)dyp, (void)bias, (void)relu, (void)dx;
+#endif
+}
+
 template <typename T>
 void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const T* bias,
                            bool relu, T* dx, T* workspace) {
@@ -348,6 +402,12 @@ void conv2d_dgrad_bias_act(const Conv2dShape& s, const T* dy, const T* w, const 
     const Border b = dgrad_border(s);
     if (b.any()) copy_with_border((int64_t)s.N * s.K, s.P, s.Q, b, dy, workspace);
     const T* dyp = b.any() ? workspace : dy;
+    if constexpr (std::is_same_v<T, float>) {
+      DgradRowsPlan pl;
+      if (dgrad_rows_plan(s, b, &pl))
+        return dgrad_by_rows(s, pl, dyp, w, bias, relu, dx,
+                             workspace + (b.any() ? padded_elems((int64_t)s.N * s.K, s.P, s.Q, b) : 0));
+    }
     const int64_t dyp_image = s.K * (int64_t)(s.P + b.top + b.bottom) * (s.Q + b.left + b.right);
     // Images in groups of about kGroupBytes of dx, every phase of a group in turn, so that
     // the cache lines the phases share are completed while they are in cache.
@@ -518,8 +578,9 @@ size_t conv2d_workspace_elems(const Conv2dShape& s) {
   const int64_t xp = bf.any() ? padded_elems((int64_t)s.N * s.C, s.H, s.W, bf) : 0;
   int64_t elems = partials + (wgrad_is_direct(s) ? xp : 0);
   if (fprop_is_direct(s)) elems = std::max(elems, xp);
-  if (dgrad_is_direct(s) && bd.any())
-    elems = std::max(elems, padded_elems((int64_t)s.N * s.K, s.P, s.Q, bd));
+  if (dgrad_is_direct(s))  // the bordered dy, then the weights as the row tiles read them
+    elems = std::max(elems, (bd.any() ? padded_elems((int64_t)s.N * s.K, s.P, s.Q, bd) : 0) +
+                                s.K * crs_of(s));
   return static_cast<size_t>(std::max<int64_t>(1, elems));
 }
 

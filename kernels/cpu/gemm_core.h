@@ -180,66 +180,6 @@ void pack_b_elements(const GemmOperand<T>& B, int p0, int kc, int j, int cols, c
   }
 }
 
-// An L x L block of floats transposed in registers, L = the vector's lanes:
-// dst[t * ldd + j] = src[j * step + t]. log2(L) rounds of pairwise interleaves (row i
-// with row i + L/2: lows, then highs) leave row t holding what was column t.
-template <int L>
-struct Lanes;  // float vectors of L lanes and the interleaves of two (GCC 12+ and clang)
-template <>
-struct Lanes<4> {
-  typedef float V __attribute__((vector_size(16)));
-  static V lo(V a, V b) { return __builtin_shufflevector(a, b, 0, 4, 1, 5); }
-  static V hi(V a, V b) { return __builtin_shufflevector(a, b, 2, 6, 3, 7); }
-};
-#if defined(__AVX__)  // wider vectors only where this translation unit's ISA has them
-template <>
-struct Lanes<8> {
-  typedef float V __attribute__((vector_size(32)));
-  static V lo(V a, V b) { return __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11); }
-  static V hi(V a, V b) { return __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15); }
-};
-#endif
-#if defined(__AVX512F__)
-template <>
-struct Lanes<16> {
-  typedef float V __attribute__((vector_size(64)));
-  static V lo(V a, V b) {
-    return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  }
-  static V hi(V a, V b) {
-    return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  }
-};
-#endif
-
-// fin(v, t) finishes output row t (column t of src) before it is stored.
-template <int L, typename Fin>
-inline void transpose_block(const float* src, int64_t step, float* dst, int64_t ldd, Fin&& fin) {
-  using V = typename Lanes<L>::V;
-  V r[L], n[L];
-#pragma GCC unroll 16
-  for (int j = 0; j < L; ++j) std::memcpy(&r[j], src + j * step, sizeof(V));
-#pragma GCC unroll 4
-  for (int round = 1; round < L; round *= 2) {
-#pragma GCC unroll 8
-    for (int i = 0; i < L / 2; ++i) {
-      n[2 * i] = Lanes<L>::lo(r[i], r[i + L / 2]);
-      n[2 * i + 1] = Lanes<L>::hi(r[i], r[i + L / 2]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < L; ++i) r[i] = n[i];
-  }
-#pragma GCC unroll 16
-  for (int t = 0; t < L; ++t) {
-    fin(r[t], t);
-    std::memcpy(dst + t * ldd, &r[t], sizeof(V));
-  }
-}
-template <int L>
-inline void transpose_block(const float* src, int64_t step, float* dst, int64_t ldd) {
-  transpose_block<L>(src, step, dst, ldd, [](typename Lanes<L>::V&, int) {});
-}
-
 // A full B panel whose columns lie `step` apart and whose rows k at base + ro[k]
 // (wgrad's dy^T: channels a plane apart, positions contiguous within an image):
 // dst[k][j] = base[ro[k] + j * step]. Float blocks of L consecutive positions are
