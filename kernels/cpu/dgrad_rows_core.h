@@ -13,7 +13,7 @@ namespace {
 constexpr int L = kVectorBytes / int(sizeof(float));  // lanes: channels
 constexpr int CB = L;                                  // a channel block: one vector
 // Columns q per tile: 2*MP x CB accumulators, 3 weight vectors and the broadcasts in the
-// registers (AVX-512: 14 + 5 of 32 zmm; AVX2: 8 + 5 of 16 ymm). Seven also divides the
+// registers (AVX-512: 14 + 5 of 32 zmm; AVX2: 10 + 5 of 16 ymm). Seven also divides the
 // CVAE's rows (14 and 7 columns a phase): no remainder tiles there.
 constexpr int MP = kVectorBytes == 64 ? 7 : 5;
 constexpr int RT = 8;  // rows (dx columns) per register transpose
