@@ -48,8 +48,10 @@ inline void store_runs(const DgradRowsPlan& pl, const float (*out)[CB], int r0, 
 
 // The tile of columns [q0, q0 + MQ) of dx row h0[rho] + 2m, channels of the block whose
 // packed weights are wp and dx plane dx (that block's first): acc[i][j] is column
-// 2(q0 + i) + j.
-template <int MQ>
+// 2(q0 + i) + j. U: the phase's filter rows (taps_h), a constant so that the loop over them
+// unrolls into the loop over k (as a loop of one or two turns it cost a dozen register
+// moves a k).
+template <int MQ, int U>
 void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const float* bias,
           bool relu, int rho, int m, int q0, float* dx) {
   V acc[MQ][2];
@@ -58,7 +60,8 @@ void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const floa
   const float* row = dyp + (int64_t(pl.row0[rho]) + m) * pl.Qp + pl.col0 + q0;
   const int64_t kstep = 3 * CB;  // the packed weights of one k (filter row r): s = 0, 1, 2
   for (int k = 0; k < pl.K; ++k, row += pl.plane)
-    for (int u = 0; u < pl.taps_h[rho]; ++u) {
+#pragma GCC unroll 2
+    for (int u = 0; u < U; ++u) {
       const float* x = row - u * pl.Qp;  // x[i]: dy of column q0 + i, tap v = 0
       const float* w = wp + (int64_t(rho + 2 * u) * pl.K + k) * kstep;
       const V w0 = load<V>(w);           // s = 0: even column, v = 0
@@ -87,19 +90,20 @@ void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const floa
 }
 
 // One row's tiles: MP columns at a time, the rest in one smaller tile.
-template <int... Q>
+template <int U, int... Q>
 void last_tile(int rest, const DgradRowsPlan& pl, const float* dyp, const float* wp,
                const float* bias, bool relu, int rho, int m, int q0, float* dx,
                std::integer_sequence<int, Q...>) {
-  ((rest == Q + 1 ? tile<Q + 1>(pl, dyp, wp, bias, relu, rho, m, q0, dx) : void()), ...);
+  ((rest == Q + 1 ? tile<Q + 1, U>(pl, dyp, wp, bias, relu, rho, m, q0, dx) : void()), ...);
 }
+template <int U>
 void row(const DgradRowsPlan& pl, const float* dyp, const float* wp, const float* bias,
          bool relu, int rho, int m, float* dx) {
   const int columns = (pl.W + 1) / 2;
   int q0 = 0;
-  for (; q0 + MP <= columns; q0 += MP) tile<MP>(pl, dyp, wp, bias, relu, rho, m, q0, dx);
+  for (; q0 + MP <= columns; q0 += MP) tile<MP, U>(pl, dyp, wp, bias, relu, rho, m, q0, dx);
   if (q0 < columns)
-    last_tile(columns - q0, pl, dyp, wp, bias, relu, rho, m, q0, dx,
+    last_tile<U>(columns - q0, pl, dyp, wp, bias, relu, rho, m, q0, dx,
               std::make_integer_sequence<int, MP - 1>{});
 }
 
@@ -113,9 +117,12 @@ void dgrad_rows_images(const DgradRowsPlan& pl, const float* dyp, const float* w
   for (int n = n0; n < n1; ++n)
     for (int c0 = 0; c0 < pl.C; c0 += CB)
       for (int rho = 0; rho < 2; ++rho)
-        for (int m = 0; m < pl.rows[rho]; ++m)
-          row(pl, dyp + n * pl.image, wp + (c0 / CB) * block, bias ? bias + c0 : nullptr, relu, rho,
-              m, dx + n * chw + int64_t(c0) * pl.H * pl.W);
+        for (int m = 0; m < pl.rows[rho]; ++m) {
+          // A 3x3 filter at stride 2: phase 0 takes filter rows 0 and 2, phase 1 row 1.
+          const auto row_of = pl.taps_h[rho] == 2 ? row<2> : row<1>;
+          row_of(pl, dyp + n * pl.image, wp + (c0 / CB) * block, bias ? bias + c0 : nullptr, relu,
+                 rho, m, dx + n * chw + int64_t(c0) * pl.H * pl.W);
+        }
 }
 
 }  // namespace cvae::kernels::cpu::CVAE_ROWS_NS
