@@ -163,6 +163,18 @@ class Pool {
   uint64_t generation_ = 0;
 };
 
+// The emulated kernels are compiled with -mfma (cmake/CvaeCuda.cmake). Before any
+// other initializer of the process: on a CPU without FMA, one line instead of SIGILL.
+#if defined(__x86_64__)
+__attribute__((constructor(101))) void require_fma() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("fma")) return;
+  std::fputs("cvae: this is the CUDA emulator build (CVAE_CUDA=EMULATE), compiled for CPUs with FMA; "
+             "this CPU has none: build with -DCVAE_CUDA=OFF\n", stderr);
+  std::_Exit(2);
+}
+#endif
+
 Pool& pool() {
   static Pool* p = [] {
     int n = static_cast<int>(std::thread::hardware_concurrency());
