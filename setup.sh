@@ -59,6 +59,7 @@ case "${1:-}" in
       configure_and_build build-nvcc -DCVAE_WERROR=ON -DCVAE_CUDA=ON --target cvae cuda_tests \
         bench_kernels_cuda_gemm bench_kernels_cuda_conv bench_train_step_cuda
       ./build-nvcc/cvae info >/dev/null  # runs without a GPU: falls back, says why
+      tests/isa/check_baseline_isa.sh build-nvcc/cvae  # the program runs on any x86-64
     fi
     echo "setup: sanitized tests (AddressSanitizer + UBSan), the GPU suites emulated with each"
     echo "       block's threads in reverse order (CVAE_EMU_ORDER=reverse: exposes missing barriers)"

@@ -76,6 +76,14 @@ __global__ void two_barriers_kernel(float* y) {
   y[threadIdx.x] = 1.f;
 }
 
+// Every thread passes a barrier, then thread 0 faults (throws, as the emulator's own
+// checks do) while the others wait to be resumed past the barrier.
+__global__ void faults_after_barrier_kernel(float* y) {
+  __syncthreads();
+  if (threadIdx.x == 0) throw std::runtime_error("thread 0 faults");
+  y[threadIdx.x] = 1.f;
+}
+
 // y[t] = the block's dynamic shared memory as written by nobody.
 __global__ void read_unwritten_shared_kernel(float* y) {
   CVAE_EXTERN_SHARED(float, sh);
@@ -199,6 +207,29 @@ TEST(CudaEmulator, TwoDifferentBarriersAreAFault) {
   const std::string e = error_of([&] { kc::launch<two_barriers_kernel>(1, 64, 0, test_stream(), y.get()); });
   EXPECT_NE(e.find("divergent __syncthreads"), std::string::npos) << e;
   EXPECT_NE(e.find("test_cuda_emulator.cpp"), std::string::npos) << e;  // the two call sites
+}
+
+// A block's fibers outlive it and run the threads of later blocks (exec.cpp): after a
+// fault, no thread may go on with the faulted kernel there. One block runs on the
+// calling OS thread, so the second launch reuses the first one's fibers.
+TEST(CudaEmulator, AFaultedBlockLeavesNoThreadInsideItsKernel) {
+  for (auto order : {cvae::emu::ThreadOrder::Forward, cvae::emu::ThreadOrder::Reverse}) {
+    ScopedOrder in(order);
+    DeviceBuffer<float> y(64), z(64);
+    y.poison();
+    {
+      ClearStickyError clear;
+      const std::string e = error_of([&] { kc::launch<faults_after_barrier_kernel>(1, 64, 0, test_stream(), y.get()); });
+      EXPECT_NE(e.find("thread 0 faults"), std::string::npos) << e;
+    }
+    kc::launch<neighbour_kernel>(1, 64, 0, test_stream(), z.get());
+    const std::vector<float> got = z.download(), old = y.download();
+    for (unsigned t = 0; t < 64; ++t) ASSERT_EQ(got[t], static_cast<float>((t + 1) % 64)) << "thread " << t;
+    // Forward, thread 0 faults first: the others never went past the barrier.
+    if (order == cvae::emu::ThreadOrder::Forward) {
+      for (unsigned t = 0; t < 64; ++t) EXPECT_TRUE(std::isnan(old[t])) << "thread " << t << " went on";
+    }
+  }
 }
 
 // ------------------------------------------------------------------ memory
