@@ -270,8 +270,6 @@ struct PooledStack {
   }
 };
 
-void resume(EmuThread& t);
-
 // Back to the block scheduler from inside a fiber (at a barrier, or parking).
 void suspend(EmuThread& t) {
   asan_start(&t.fake_stack, t_worker.sched_bottom, t_worker.sched_size);
@@ -282,7 +280,8 @@ void suspend(EmuThread& t) {
 // A block's thread as a fiber. Fibers outlive their block: one that has ended the kernel
 // parks, and the next block on this OS thread resumes it at the top of its loop with that
 // block's kernel (t_worker.body). A thread then costs stack switches only, not a new fiber
-// (and under ASan 48 KB of stack unpoisoned) per block: a fifth of an emulated step.
+// (and under ASan 48 KB of stack unpoisoned) per block: the sanitized GPU training tests
+// ran about 1.3x faster.
 void start_fiber(EmuThread& t) {
   t.state = EmuThread::Runnable;
   if (t.fiber) return;  // parked after an earlier block
