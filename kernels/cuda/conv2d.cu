@@ -227,22 +227,28 @@ __global__ void wgrad_kernel(Conv2dShape s, const float* __restrict__ x,
   const int k = blockIdx.y, c = blockIdx.x / chunks;
   const int tap0 = (blockIdx.x % chunks) * taps_per_block;
   const int ntaps = min(taps_per_block, RS - tap0);
-  int tr[kWgradTaps], ts[kWgradTaps];
+  int tr[kWgradTaps], ts[kWgradTaps];  // (r,s) of tap tap0 + t, by counting: one division
+  tr[0] = tap0 / s.S;
+  ts[0] = tap0 - tr[0] * s.S;
 #pragma unroll
-  for (int t = 0; t < kWgradTaps; ++t) {
-    tr[t] = (tap0 + t) / s.S;
-    ts[t] = (tap0 + t) % s.S;
+  for (int t = 1; t < kWgradTaps; ++t) {
+    const bool wrap = ts[t - 1] + 1 == s.S;
+    tr[t] = tr[t - 1] + (wrap ? 1 : 0);
+    ts[t] = wrap ? 0 : ts[t - 1] + 1;
   }
   float acc[kWgradTaps];
 #pragma unroll
   for (int t = 0; t < kWgradTaps; ++t) acc[t] = 0.f;
 
   // 64-bit: i + 256 passes INT_MAX when N*P*Q is near it (the shape check allows that).
+  // (n, pq) of i follow i by addition: a division only where a stride crosses an image
+  // (64-bit division is a long instruction sequence on the GPU, and slow emulated).
   const int tid = static_cast<int>(threadIdx.x);
   const int64_t total = (int64_t)s.N * PQ;
+  int64_t n = tid / PQ;
+  uint32_t pq_next = (uint32_t)(tid % PQ);  // below PQ + 256, which fits 32 bits unsigned
   for (int64_t i = tid; i < total; i += kWgradThreads) {
-    const int64_t n = i / PQ;
-    const int pq = (int)(i - n * PQ), p = pq / s.Q, q = pq - p * s.Q;
+    const int pq = (int)pq_next, p = pq / s.Q, q = pq - p * s.Q;
     const float d = dy[(n * s.K + k) * PQ + pq];
     const float* xc = x + (n * s.C + c) * HW;
     const int h0 = p * s.stride_h - s.pad_h, w0 = q * s.stride_w - s.pad_w;
@@ -251,6 +257,11 @@ __global__ void wgrad_kernel(Conv2dShape s, const float* __restrict__ x,
       if (t >= ntaps) break;
       const int h = h0 + tr[t], wi = w0 + ts[t];
       if (h >= 0 && h < s.H && wi >= 0 && wi < s.W) acc[t] = fmaf(d, xc[h * s.W + wi], acc[t]);
+    }
+    pq_next += kWgradThreads;  // to i + 256
+    if (pq_next >= (uint32_t)PQ) {
+      n += pq_next / (uint32_t)PQ;
+      pq_next %= (uint32_t)PQ;
     }
   }
 #pragma unroll
