@@ -47,7 +47,7 @@ case "${1:-}" in
     install_deps ;;
   run)
     install_deps
-    configure_and_build build
+    configure_and_build build --target cvae  # the program only: the tests are for ./setup.sh test
     ./build/cvae train --out "runs/cvae-$(date +%Y%m%d-%H%M%S)" "${@:2}" ;;
   test)
     install_deps
