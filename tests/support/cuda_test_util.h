@@ -10,11 +10,8 @@
 #include <string>
 #include <vector>
 
-#if defined(CVAE_HAVE_CUDA)
-#include "kernels/cuda/kernels_cuda.h"
-
 namespace cvae::testing {
-
+// Outside the CUDA block: the suites read it in a build without CUDA too (they skip there).
 // Under AddressSanitizer the emulated kernels run 10-20 times slower. The sanitized run
 // is there for memory errors, which the same kernels show on smaller work, so the
 // heaviest tests take fewer steps and shapes there (every kernel still runs).
@@ -23,6 +20,13 @@ inline constexpr bool kSanitized = true;
 #else
 inline constexpr bool kSanitized = false;
 #endif
+
+}  // namespace cvae::testing
+
+#if defined(CVAE_HAVE_CUDA)
+#include "kernels/cuda/kernels_cuda.h"
+
+namespace cvae::testing {
 
 // The stream every CUDA test queues on (created once).
 inline cudaStream_t test_stream() {
