@@ -4,28 +4,40 @@
 // Precision and order (the CUDA twin in kernels/cuda/loss.cu follows them): every
 // term is computed in double from the T inputs; a row's ELBO is one double sum
 // (CE terms j = 0..D-1, then latent terms j = 0..L-1), rounded once to T into
-// row_elbo; the loss sums those rounded row_elbo in double, i = 0..N-1.
+// row_elbo; the loss sums those rounded row_elbo in double, i = 0..N-1. The reconstruction's
+// terms and gradient are vector passes (vae_loss_core.h), with their own exp and log1p.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vae_loss_isa.h"
 #include "kernels/kernels.h"
 
 namespace cvae::kernels::cpu {
 namespace {
 
 constexpr int64_t kParallelMin = int64_t{1} << 15;
+constexpr int64_t kBlock = 256;  // CE terms computed at once (a stack buffer), then summed
 
-// CE(l, t) = max(l,0) - l*t + log1p(exp(-|l|))
-inline double ce_term(double l, double t) {
-  return (l > 0.0 ? l : 0.0) - l * t + std::log1p(std::exp(-std::fabs(l)));
+// The per-element passes of the path in use (vae_loss_isa.h): the same bits on every path.
+template <typename T>
+void ce_terms(const T* logits, const T* x, int64_t n, double* out) {
+#if defined(__x86_64__)
+  const CpuIsa isa = cpu_isa();
+  if (isa == CpuIsa::Avx512) return avx512::ce_terms(logits, x, n, out);
+  if (isa == CpuIsa::Avx2) return avx2::ce_terms(logits, x, n, out);
+#endif
+  generic::ce_terms(logits, x, n, out);
 }
-
-// Stable sigmoid in double.
-inline double sigmoid_d(double l) {
-  const double e = std::exp(-std::fabs(l));
-  const double r = 1.0 / (1.0 + e);
-  return l >= 0.0 ? r : e * r;
+template <typename T>
+void sigmoid_grads(const T* logits, const T* x, int64_t n, double c, T* out) {
+#if defined(__x86_64__)
+  const CpuIsa isa = cpu_isa();
+  if (isa == CpuIsa::Avx512) return avx512::sigmoid_grads(logits, x, n, c, out);
+  if (isa == CpuIsa::Avx2) return avx2::sigmoid_grads(logits, x, n, c, out);
+#endif
+  generic::sigmoid_grads(logits, x, n, c, out);
 }
 
 }  // namespace
@@ -42,8 +54,12 @@ void vae_loss_fwd(const VaeLossShape& s, const T* logits, const T* x, const T* z
     const int64_t rx = static_cast<int64_t>(i) * D;
     const int64_t rz = static_cast<int64_t>(i) * L;
     double acc = 0;
-    for (int j = 0; j < D; ++j)
-      acc -= ce_term(static_cast<double>(logits[rx + j]), static_cast<double>(x[rx + j]));
+    for (int j0 = 0; j0 < D; j0 += kBlock) {  // the terms in blocks, summed in j order
+      double ce[kBlock];
+      const int n = std::min<int>(kBlock, D - j0);
+      ce_terms(logits + rx + j0, x + rx + j0, n, ce);
+      for (int j = 0; j < n; ++j) acc -= ce[j];
+    }
     for (int j = 0; j < L; ++j) {
       const double m = static_cast<double>(mean[rz + j]);
       const double lv = static_cast<double>(logvar[rz + j]);
@@ -76,10 +92,12 @@ void vae_loss_bwd(const VaeLossShape& s, const T* logits, const T* x, const T* z
   const int64_t nx = static_cast<int64_t>(N) * s.D;
   const int64_t nz = static_cast<int64_t>(N) * s.L;
   if (dlogits) {
+    const int64_t blocks = (nx + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (parallel_worth(nx, kParallelMin))
-    for (int64_t k = 0; k < nx; ++k)
-      dlogits[k] = static_cast<T>(c * (sigmoid_d(static_cast<double>(logits[k])) -
-                                       static_cast<double>(x[k])));
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t k = b * kBlock;
+      sigmoid_grads(logits + k, x + k, std::min(kBlock, nx - k), c, dlogits + k);
+    }
   }
   for (int64_t k = 0; k < nz; ++k) {
     const double m = static_cast<double>(mean[k]);
