@@ -105,7 +105,7 @@ void add_into(std::shared_ptr<TensorImpl>* slot, const Tensor& g) {
 }
 
 void check_grad_shape(const TensorImpl* t, const Tensor& g) {
-  detail::check(g.shape() == t->shape, "backward",
+  CVAE_CHECK(g.shape() == t->shape, "backward",
                 "gradient of shape " + shape_str(g.shape()) + " for a tensor of shape " +
                     shape_str(t->shape));
 }

@@ -10,7 +10,6 @@ namespace cvae {
 namespace {
 
 using kernels::Conv2dShape;
-using detail::check;
 using detail::dispatch;
 
 enum class ConvPass { Fprop, Dgrad, Wgrad };
@@ -63,7 +62,7 @@ std::pair<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& yd, 
 }
 
 void check_bias(const char* op, const Tensor& b, int64_t channels) {
-  check(!b.defined() || (b.dim() == 1 && b.size(0) == channels), op,
+  CVAE_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == channels), op,
         "bias " + (b.defined() ? shape_str(b.shape()) : std::string()) + " does not fit " +
             std::to_string(channels) + " output channels");
 }
@@ -136,9 +135,9 @@ Shape y_shape(const Conv2dShape& s) { return {s.N, s.K, s.P, s.Q}; }
 
 void check_conv_args(const char* op, const Tensor& x, const Tensor& w, int stride) {
   detail::check_same_kind(op, {&x, &w});
-  check(x.dim() == 4, op, "input must be [N,C,H,W], got " + shape_str(x.shape()));
-  check(w.dim() == 4, op, "weight must be 4-D, got " + shape_str(w.shape()));
-  check(stride >= 1, op, "stride must be >= 1");
+  CVAE_CHECK(x.dim() == 4, op, "input must be [N,C,H,W], got " + shape_str(x.shape()));
+  CVAE_CHECK(w.dim() == 4, op, "weight must be 4-D, got " + shape_str(w.shape()));
+  CVAE_CHECK(stride >= 1, op, "stride must be >= 1");
 }
 
 // A transposed conv layer with ReLU on the CPU, whose backward borders its dpre: what the
@@ -220,12 +219,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Pad
               bool relu) {
   check_conv_args("conv2d", x, w, stride);
   detail::check_same_kind("conv2d", {&x, &w, &b});
-  check(x.size(1) == w.size(1), "conv2d",
+  CVAE_CHECK(x.size(1) == w.size(1), "conv2d",
         "input channels " + std::to_string(x.size(1)) + " != weight " + shape_str(w.shape()));
   check_bias("conv2d", b, w.size(0));
   int N = int(x.size(0)), C = int(x.size(1)), H = int(x.size(2)), W = int(x.size(3));
   int K = int(w.size(0)), R = int(w.size(2)), S = int(w.size(3));
-  check(padding == Padding::Same || (H >= R && W >= S), "conv2d", "input smaller than the kernel");
+  CVAE_CHECK(padding == Padding::Same || (H >= R && W >= S), "conv2d", "input smaller than the kernel");
   Conv2dShape s = padding == Padding::Valid ? kernels::conv2d_shape_valid(N, C, H, W, K, R, S, stride)
                                             : kernels::conv2d_shape_same(N, C, H, W, K, R, S, stride);
   Tensor y = conv_pass(ConvPass::Fprop, s, x, w, y_shape(s), b, relu);
@@ -242,7 +241,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, int s
                         Padding padding, bool relu) {
   check_conv_args("conv_transpose2d", x, w, stride);
   detail::check_same_kind("conv_transpose2d", {&x, &w, &b});
-  check(x.size(1) == w.size(0), "conv_transpose2d",
+  CVAE_CHECK(x.size(1) == w.size(0), "conv_transpose2d",
         "input channels " + std::to_string(x.size(1)) + " != weight " + shape_str(w.shape()));
   check_bias("conv_transpose2d", b, w.size(1));
   int N = int(x.size(0)), Cin = int(x.size(1)), H = int(x.size(2)), W = int(x.size(3));
@@ -273,7 +272,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, int stride, Padding pa
 // y[N,out] = act(x[N,in] w[out,in]^T + b);  dpre = act'(y) dy;  dx = dpre w;  dw = dpre^T x
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu) {
   detail::check_same_kind("linear", {&x, &w, &b});
-  check(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "linear",
+  CVAE_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "linear",
         "shapes " + shape_str(x.shape()) + " and " + shape_str(w.shape()) + " do not fit");
   check_bias("linear", b, w.size(0));
   int N = int(x.size(0)), in = int(x.size(1)), out = int(w.size(0));
@@ -303,7 +302,7 @@ Tensor linear(const Tensor& x, const Tensor& w) { return linear(x, w, Tensor(), 
 // dpre = dy (relu: dy * (y > 0));  dx = dpre;  db[c] = sum over batch and trailing dims of dpre
 Tensor bias_add(const Tensor& x, const Tensor& b, bool relu) {
   detail::check_same_kind("bias_add", {&x, &b});
-  check(x.dim() >= 2 && b.dim() == 1 && b.size(0) == x.size(1), "bias_add",
+  CVAE_CHECK(x.dim() >= 2 && b.dim() == 1 && b.size(0) == x.size(1), "bias_add",
         "bias " + shape_str(b.shape()) + " does not fit input " + shape_str(x.shape()));
   const BiasShape d = bias_shape(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());

@@ -8,7 +8,6 @@
 namespace cvae {
 namespace {
 
-using detail::check;
 
 template <typename T>
 const T* ptr_or_null(const Tensor& t) {
@@ -27,7 +26,7 @@ T* ptr_or_null_mut(const Tensor& t) {
 
 // Rows of a [N, ...] tensor: (N, D).
 std::pair<int, int> rows(const Tensor& x, const char* op) {
-  check(x.dim() >= 1 && x.size(0) > 0, op, "needs a batch dimension, got " + shape_str(x.shape()));
+  CVAE_CHECK(x.dim() >= 1 && x.size(0) > 0, op, "needs a batch dimension, got " + shape_str(x.shape()));
   return {int(x.size(0)), int(x.numel() / x.size(0))};
 }
 
@@ -102,7 +101,7 @@ void DevicePhilox::set_offset(uint64_t offset) {
 }
 
 Tensor DevicePhilox::randn(const Shape& shape) {
-  check(device_offset_ != nullptr, "DevicePhilox::randn", "set_offset first");
+  CVAE_CHECK(device_offset_ != nullptr, "DevicePhilox::randn", "set_offset first");
   Tensor t = Tensor::empty(shape, DType::F32, Device::CUDA);
   CVAE_CUDA_ONLY(kernels::cuda::normal_fill_from_device(t.numel(), seed_, static_cast<uint64_t*>(device_offset_->data),
                                                         t.data<float>(), cuda_stream()));
@@ -110,7 +109,7 @@ Tensor DevicePhilox::randn(const Shape& shape) {
 }
 
 DeviceScalarLog::DeviceScalarLog(int64_t capacity) : capacity_(capacity) {
-  check(capacity > 0, "DeviceScalarLog", "capacity must be positive");
+  CVAE_CHECK(capacity > 0, "DeviceScalarLog", "capacity must be positive");
   ring_ = Tensor::empty({capacity}, DType::F32, Device::CUDA);
 #if defined(CVAE_HAVE_CUDA)
   count_ = std::make_shared<Storage>(sizeof(int64_t), cuda_allocator());
@@ -119,9 +118,9 @@ DeviceScalarLog::DeviceScalarLog(int64_t capacity) : capacity_(capacity) {
 }
 
 void DeviceScalarLog::append(const Tensor& value) {
-  check(value.numel() == 1 && value.device() == Device::CUDA && value.dtype() == DType::F32,
+  CVAE_CHECK(value.numel() == 1 && value.device() == Device::CUDA && value.dtype() == DType::F32,
         "DeviceScalarLog::append", "needs one float32 on the GPU");
-  check(appended_ - read_ < capacity_, "DeviceScalarLog::append", "the ring is full: read it first");
+  CVAE_CHECK(appended_ - read_ < capacity_, "DeviceScalarLog::append", "the ring is full: read it first");
   CVAE_CUDA_ONLY(kernels::cuda::append_to_ring(value.data<float>(), ring_.data<float>(), capacity_,
                                                static_cast<int64_t*>(count_->data), cuda_stream()));
   ++appended_;
@@ -153,7 +152,7 @@ Tensor vae_elbo_loss(const Tensor& logits, const Tensor& x, const Tensor& z, con
   detail::check_same_shape(op, logits, x);
   detail::check_same_shape(op, z, mean);
   detail::check_same_shape(op, z, logvar);
-  check(z.dim() == 2 && logits.size(0) == z.size(0), op,
+  CVAE_CHECK(z.dim() == 2 && logits.size(0) == z.size(0), op,
         "logits " + shape_str(logits.shape()) + " and latents " + shape_str(z.shape()) + " do not fit");
   kernels::VaeLossShape s{int(z.size(0)), int(logits.numel() / z.size(0)), int(z.size(1)), analytic};
   Tensor loss = Tensor::empty({}, x.dtype(), x.device());

@@ -12,7 +12,6 @@
 namespace cvae {
 namespace {
 
-using detail::check;
 
 int64_t prod(const Shape& s, size_t begin, size_t end) {
   int64_t p = 1;
@@ -43,7 +42,7 @@ std::vector<size_t> normalise_axes(const Tensor& x, std::vector<int> axes, const
   std::vector<size_t> out;
   for (int a : axes) {
     int64_t b = a < 0 ? a + n : a;
-    check(b >= 0 && b < n, op, "axis " + std::to_string(a) + " out of range for " + shape_str(x.shape()));
+    CVAE_CHECK(b >= 0 && b < n, op, "axis " + std::to_string(a) + " out of range for " + shape_str(x.shape()));
     out.push_back(static_cast<size_t>(b));
   }
   std::sort(out.begin(), out.end());
@@ -165,7 +164,7 @@ Tensor sum(const Tensor& x, std::vector<int> axes, bool keepdim) {
 
 Tensor mean(const Tensor& x, std::vector<int> axes, bool keepdim) {
   int64_t count = reduced_count(x, normalise_axes(x, axes, "mean"));
-  check(count > 0, "mean", "mean over an empty axis");
+  CVAE_CHECK(count > 0, "mean", "mean over an empty axis");
   return scale(sum(x, std::move(axes), keepdim), 1.0 / static_cast<double>(count));
 }
 
@@ -176,7 +175,7 @@ Tensor sum(const Tensor& x) {
 }
 
 Tensor mean(const Tensor& x) {
-  check(x.numel() > 0, "mean", "mean of an empty tensor");
+  CVAE_CHECK(x.numel() > 0, "mean", "mean of an empty tensor");
   return scale(sum(x), 1.0 / static_cast<double>(x.numel()));
 }
 
@@ -186,19 +185,19 @@ Tensor reshape(const Tensor& x, Shape shape) {
   int infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      check(infer < 0, "reshape", "more than one -1 in " + shape_str(shape));
+      CVAE_CHECK(infer < 0, "reshape", "more than one -1 in " + shape_str(shape));
       infer = static_cast<int>(i);
     } else {
-      check(shape[i] >= 0, "reshape", "negative dimension in " + shape_str(shape));
+      CVAE_CHECK(shape[i] >= 0, "reshape", "negative dimension in " + shape_str(shape));
       known *= shape[i];
     }
   }
   if (infer >= 0) {
-    check(known > 0 && x.numel() % known == 0, "reshape",
+    CVAE_CHECK(known > 0 && x.numel() % known == 0, "reshape",
           "cannot infer -1 in " + shape_str(shape) + " for " + shape_str(x.shape()));
     shape[static_cast<size_t>(infer)] = x.numel() / known;
   }
-  check(shape_numel(shape) == x.numel(), "reshape",
+  CVAE_CHECK(shape_numel(shape) == x.numel(), "reshape",
         "cannot view " + shape_str(x.shape()) + " as " + shape_str(shape));
   Tensor y = x.detach();
   y.impl()->shape = shape;
@@ -207,19 +206,19 @@ Tensor reshape(const Tensor& x, Shape shape) {
 }
 
 Tensor flatten(const Tensor& x) {
-  check(x.dim() >= 1, "flatten", "needs a batch dimension");
+  CVAE_CHECK(x.dim() >= 1, "flatten", "needs a batch dimension");
   return reshape(x, {x.size(0), -1});
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes) {
   detail::check_same_kind("split", {&x});
-  check(x.dim() >= 2, "split", "needs at least 2 dimensions, got " + shape_str(x.shape()));
+  CVAE_CHECK(x.dim() >= 2, "split", "needs at least 2 dimensions, got " + shape_str(x.shape()));
   int64_t total = 0;
   for (int64_t s : sizes) {
-    check(s >= 0, "split", "negative size");
+    CVAE_CHECK(s >= 0, "split", "negative size");
     total += s;
   }
-  check(total == x.size(1), "split",
+  CVAE_CHECK(total == x.size(1), "split",
         "sizes add up to " + std::to_string(total) + ", dim 1 is " + std::to_string(x.size(1)));
   if (x.device() == Device::CUDA) return split_cuda(x, sizes);
   std::vector<Tensor> out;
