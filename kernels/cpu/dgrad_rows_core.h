@@ -46,35 +46,44 @@ inline void store_runs(const DgradRowsPlan& pl, const float (*out)[CB], int r0, 
     }
 }
 
-// The tile of columns [q0, q0 + MQ) of dx row h0[rho] + 2m, channels of the block whose
-// packed weights are wp and dx plane dx (that block's first): acc[i][j] is column
-// 2(q0 + i) + j. U: the phase's filter rows (taps_h), a constant so that the loop over them
-// unrolls into the loop over k (as a loop of one or two turns it cost a dozen register
-// moves a k).
-template <int MQ, int U>
-void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const float* bias,
-          bool relu, int rho, int m, int q0, float* dx) {
-  V acc[MQ][2];
+// The sums of a tile's (k, u, v) terms for R rows m .. m + R - 1 of phase rho from the
+// bordered dy rows at `row` (row m's, q0 included), the weights wp: acc[r][i][j] is dx
+// column 2(q0 + i) + j of row m + r. The rows share each weight load. U: the phase's
+// filter rows (taps_h), a constant so that the loop over them unrolls into the loop over
+// k (as a loop of one or two turns it cost a dozen register moves a k).
+template <int MQ, int U, int R>
+inline void tile_sums(const DgradRowsPlan& pl, const float* row, const float* wp, int rho,
+                      V (&acc)[R][MQ][2]) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-  for (int i = 0; i < MQ; ++i) acc[i][0] = acc[i][1] = V{};
-  const float* row = dyp + (int64_t(pl.row0[rho]) + m) * pl.Qp + pl.col0 + q0;
+    for (int i = 0; i < MQ; ++i) acc[r][i][0] = acc[r][i][1] = V{};
   const int64_t kstep = 3 * CB;  // the packed weights of one k (filter row r): s = 0, 1, 2
   for (int k = 0; k < pl.K; ++k, row += pl.plane)
 #pragma GCC unroll 2
     for (int u = 0; u < U; ++u) {
-      const float* x = row - u * pl.Qp;  // x[i]: dy of column q0 + i, tap v = 0
       const float* w = wp + (int64_t(rho + 2 * u) * pl.K + k) * kstep;
       const V w0 = load<V>(w);           // s = 0: even column, v = 0
       const V w1 = load<V>(w + CB);      // s = 1: odd column, v = 0
       const V w2 = load<V>(w + 2 * CB);  // s = 2: even column, v = 1 (one column left)
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const float* x = row + (r - u) * pl.Qp;  // x[i]: dy of column q0 + i, tap v = 0
 #pragma GCC unroll 8
-      for (int i = 0; i < MQ; ++i) {
-        const float a = x[i], b = x[i - 1];
-        acc[i][0] += a * w0;  // FMAs, each element's terms in (k, u, v) order
-        acc[i][1] += a * w1;
-        acc[i][0] += b * w2;
+        for (int i = 0; i < MQ; ++i) {
+          const float a = x[i], b = x[i - 1];
+          acc[r][i][0] += a * w0;  // FMAs, each element's terms in (k, u, v) order
+          acc[r][i][1] += a * w1;
+          acc[r][i][0] += b * w2;
+        }
       }
     }
+}
+
+// A tile's sums into dx row h0[rho] + 2m, columns from 2 q0, with the bias and the ReLU.
+template <int MQ>
+inline void store_tile(const DgradRowsPlan& pl, const V (&acc)[MQ][2], const float* bias,
+                       bool relu, int rho, int m, int q0, float* dx) {
   // Row 2i + j of out is dx column 2 q0 + 2i + j.
   constexpr int kRows = (2 * MQ + RT - 1) / RT * RT;
   alignas(64) float out[kRows][CB];
@@ -89,22 +98,48 @@ void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const floa
   }
 }
 
-// One row's tiles: MP columns at a time, the rest in one smaller tile.
-template <int U, int... Q>
+// The tile of columns [q0, q0 + MQ) of R dx rows h0[rho] + 2m, + 2(m + 1), .., channels of
+// the block whose packed weights are wp and dx plane dx (that block's first).
+template <int MQ, int U, int R = 1>
+void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const float* bias,
+          bool relu, int rho, int m, int q0, float* dx) {
+  V acc[R][MQ][2];
+  tile_sums<MQ, U, R>(pl, dyp + (int64_t(pl.row0[rho]) + m) * pl.Qp + pl.col0 + q0, wp, rho, acc);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) store_tile<MQ>(pl, acc[r], bias, relu, rho, m + r, q0, dx);
+}
+
+// A remainder tile this narrow goes two rows at once: alone its few accumulators wait on
+// the FMA latency (the even column's two FMAs a (k, u) depend on each other: 8 cycles,
+// against 3 for a 2-column tile's 6 FMAs on AVX2's two pipes); two rows share the weight
+// loads and double the chains. Wider ones would need more registers than the ISA has.
+constexpr int kPairedRest = MP == 7 ? 3 : 2;
+
+// Rows [m, m + R)'s last tile: `rest` (< MP) columns from q0.
+template <int U, int R, int... Q>
 void last_tile(int rest, const DgradRowsPlan& pl, const float* dyp, const float* wp,
                const float* bias, bool relu, int rho, int m, int q0, float* dx,
                std::integer_sequence<int, Q...>) {
-  ((rest == Q + 1 ? tile<Q + 1, U>(pl, dyp, wp, bias, relu, rho, m, q0, dx) : void()), ...);
+  ((rest == Q + 1 ? tile<Q + 1, U, R>(pl, dyp, wp, bias, relu, rho, m, q0, dx) : void()), ...);
 }
+
+// The tiles of rows m (and m + 1 when pair): MP columns at a time, row by row, then the
+// rest in one smaller tile, of both rows at once when it is narrow enough.
 template <int U>
-void row(const DgradRowsPlan& pl, const float* dyp, const float* wp, const float* bias,
-         bool relu, int rho, int m, float* dx) {
-  const int columns = (pl.W + 1) / 2;
-  int q0 = 0;
-  for (; q0 + MP <= columns; q0 += MP) tile<MP, U>(pl, dyp, wp, bias, relu, rho, m, q0, dx);
-  if (q0 < columns)
-    last_tile<U>(columns - q0, pl, dyp, wp, bias, relu, rho, m, q0, dx,
-              std::make_integer_sequence<int, MP - 1>{});
+void rows(const DgradRowsPlan& pl, const float* dyp, const float* wp, const float* bias,
+          bool relu, int rho, int m, bool pair, float* dx) {
+  const int columns = (pl.W + 1) / 2, full = columns / MP * MP, rest = columns - full;
+  for (int r = 0; r < 1 + pair; ++r)
+    for (int q0 = 0; q0 < full; q0 += MP) tile<MP, U>(pl, dyp, wp, bias, relu, rho, m + r, q0, dx);
+  if (rest == 0) return;
+  if (pair && rest <= kPairedRest) {
+    last_tile<U, 2>(rest, pl, dyp, wp, bias, relu, rho, m, full, dx,
+                    std::make_integer_sequence<int, kPairedRest>{});
+    return;
+  }
+  for (int r = 0; r < 1 + pair; ++r)
+    last_tile<U, 1>(rest, pl, dyp, wp, bias, relu, rho, m + r, full, dx,
+                    std::make_integer_sequence<int, MP - 1>{});
 }
 
 }  // namespace
@@ -117,11 +152,11 @@ void dgrad_rows_images(const DgradRowsPlan& pl, const float* dyp, const float* w
   for (int n = n0; n < n1; ++n)
     for (int c0 = 0; c0 < pl.C; c0 += CB)
       for (int rho = 0; rho < 2; ++rho)
-        for (int m = 0; m < pl.rows[rho]; ++m) {
+        for (int m = 0; m < pl.rows[rho]; m += 2) {  // rows in pairs (the last may be alone)
           // A 3x3 filter at stride 2: phase 0 takes filter rows 0 and 2, phase 1 row 1.
-          const auto row_of = pl.taps_h[rho] == 2 ? row<2> : row<1>;
-          row_of(pl, dyp + n * pl.image, wp + (c0 / CB) * block, bias ? bias + c0 : nullptr, relu,
-                 rho, m, dx + n * chw + int64_t(c0) * pl.H * pl.W);
+          const auto rows_of = pl.taps_h[rho] == 2 ? rows<2> : rows<1>;
+          rows_of(pl, dyp + n * pl.image, wp + (c0 / CB) * block, bias ? bias + c0 : nullptr, relu,
+                  rho, m, m + 1 < pl.rows[rho], dx + n * chw + int64_t(c0) * pl.H * pl.W);
         }
 }
 
