@@ -4,6 +4,7 @@
 # for each CPU code path, bench_train_step (its GFLOP/s: the step's FLOPs counted from
 # the layer shapes, 3.448 GFLOP at batch 100), then bench_kernels_cpu's square_512 GEMM.
 # Prints every round and, per path, the medians and the median of the per-round ratios.
+# Both run on 2 threads (the machines this project targets have 2 cores).
 #
 #   benchmarks/rate_vs_sgemm.sh [BUILD_DIR [ROUNDS [PATHS]]]
 #   e.g. benchmarks/rate_vs_sgemm.sh build-dev 5 "avx512 avx2"
@@ -26,15 +27,22 @@ done
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# The GEMM's GFLOP/s from Google Benchmark's JSON (its console form abbreviates 1000 as 1k).
+median_gflops() {
+  python3 -c 'import json, sys
+runs = [b for b in json.load(sys.stdin)["benchmarks"] if b.get("aggregate_name") == "median"]
+print("%.1f" % runs[0]["GFLOP/s"])'
+}
 for r in $(seq "$rounds"); do
   for isa in $paths; do
     step=$(CVAE_CPU_ISA=$isa "$step_bin" --shapes 100x50 --steps 30 --threads 2 | grep 'batch 100') ||
       { echo "rate_vs_sgemm: bench_train_step failed on $isa" >&2; exit 2; }
-    ms=$(grep -o '[0-9.]* ms/step' <<<"$step" | cut -d' ' -f1)
-    step_gf=$(grep -o '[0-9.]* GFLOP/s' <<<"$step" | cut -d' ' -f1)
-    gemm_gf=$(CVAE_CPU_ISA=$isa "$gemm_bin" --benchmark_filter='^BM_Gemm/square_512' \
-                --benchmark_repetitions=3 --benchmark_report_aggregates_only=true 2>/dev/null |
-              grep median | grep -o 'GFLOP/s=[0-9.]*' | cut -d= -f2) ||
+    ms=$(grep -o '[0-9.]* ms/step' <<<"$step" | cut -d' ' -f1) &&
+      step_gf=$(grep -o '[0-9.]* GFLOP/s' <<<"$step" | cut -d' ' -f1) ||
+      { echo "rate_vs_sgemm: cannot read bench_train_step's line: $step" >&2; exit 2; }
+    gemm_gf=$(CVAE_CPU_ISA=$isa OMP_NUM_THREADS=2 "$gemm_bin" --benchmark_filter='^BM_Gemm/square_512' \
+                --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+                --benchmark_format=json 2>/dev/null | median_gflops) ||
       { echo "rate_vs_sgemm: bench_kernels_cpu failed on $isa" >&2; exit 2; }
     echo "round $r $isa step $ms ms ($step_gf GFLOP/s) sgemm $gemm_gf GFLOP/s" | tee -a "$out"
   done

@@ -470,7 +470,12 @@ TEST(Conv, StrideTwoDgradIsOneChainPerElementInTapOrder) {
                         kc::conv2d_shape_same(2, 20, 9, 8, 18, 3, 3, 2),              // pad 1
                         kc::conv2d_shape_valid(2, 24, 11, 37, 9, 3, 3, 2),
                         kc::conv2d_shape_same(1, 16, 9, 50, 8, 3, 3, 2),
-                        kc::conv2d_shape_valid(2, 16, 15, 29, 12, 3, 3, 2)}) {
+                        kc::conv2d_shape_valid(2, 16, 15, 29, 12, 3, 3, 2),
+                        // the paired last tiles: 11, 9 and 10 columns a row (AVX2: 5 + 5 + 1;
+                        // AVX-512: 7 + 2, 7 + 3), odd and even row counts
+                        kc::conv2d_shape_valid(2, 16, 9, 22, 8, 3, 3, 2),
+                        kc::conv2d_shape_valid(1, 32, 11, 18, 8, 3, 3, 2),
+                        kc::conv2d_shape_valid(1, 16, 7, 20, 8, 3, 3, 2)}) {
     SCOPED_TRACE(::testing::Message() << "N" << s.N << " C" << s.C << " " << s.H << "x" << s.W
                                       << " K" << s.K << " pad " << s.pad_h);
     auto dy = random_vector<float>(y_size(s), 61), w = random_vector<float>(w_size(s), 62);

@@ -4,6 +4,7 @@
 // differences, float vs double, and determinism. Not here: the CUDA twin.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -305,16 +306,18 @@ namespace {
 bool within_ulps(double got, long double want, double ulps) {
   if (std::isnan(static_cast<double>(want))) return std::isnan(got);
   if (std::isinf(static_cast<double>(want))) return got == static_cast<double>(want);
-  const long double ulp = std::fabs(want) * std::numeric_limits<double>::epsilon();
-  return std::fabs(static_cast<long double>(got) - want) <= ulps * ulp + 1e-300L;
+  const long double ulp = std::max<long double>(std::fabs(want) * std::numeric_limits<double>::epsilon(),
+                                                std::numeric_limits<double>::denorm_min());
+  return std::fabs(static_cast<long double>(got) - want) <= ulps * ulp;
 }
 }  // namespace
 
 // The loss's own vector exp and log1p (vae_loss_core.h), on every ISA path, against long
 // double libm: the logits' gradient element by element (t = 0: c sigmoid(l), which is
-// exp(l) for l < 0: every exponent of exp's range), and row sums of CE terms whose logits
-// span 1e-8 to 700 in size (log1p's small arguments). Specials (NaN, infinities, logits
-// past exp's normal range) take the scalar forms and agree with them.
+// exp(l) for l < 0: every exponent of exp's normal range), and row sums of CE terms with
+// t = (l > 0), each term then log1p(exp(-|l|)) alone, for |l| from 1e-8 to 700 (log1p's
+// arguments from 1 down to 1e-304). Specials (NaN, infinities, logits past exp's normal
+// range) take the scalar forms and agree with them.
 TEST(VaeLoss, OwnExpAndLog1pWithinUlpsOfLibm) {
   const int D = 4099;  // whole vectors and a tail on every path
   Inputs in = make_inputs(1, D, 1, true, true, 31);
@@ -334,7 +337,11 @@ TEST(VaeLoss, OwnExpAndLog1pWithinUlpsOfLibm) {
   rows.mean.assign(N, 0.0), rows.logvar.assign(N, 0.0);
   for (int i = 0; i < N; ++i) {
     const double size = std::pow(10.0, -8.0 + 10.845 * i / (N - 1));  // 1e-8 .. 700
-    for (int j = 0; j < W; ++j) rows.logits[i * W + j] *= size / 6.0;
+    for (int j = 0; j < W; ++j) {
+      double& l = rows.logits[i * W + j];
+      l *= size / 6.0;
+      rows.x[i * W + j] = l > 0 ? 1.0 : 0.0;  // max(l, 0) - l t = 0 exactly
+    }
   }
   const Out<double> r = run<double>(rows, 1.0);
   for (int i = 0; i < N; ++i) {
@@ -347,4 +354,43 @@ TEST(VaeLoss, OwnExpAndLog1pWithinUlpsOfLibm) {
     EXPECT_LE(std::fabs(r.row_elbo[i] - sum), 8 * size * std::numeric_limits<double>::epsilon())
         << "row " << i << " got " << r.row_elbo[i] << " want " << static_cast<double>(sum);
   }
+}
+
+// Each element's bits depend on its inputs alone, not on the vector width: the same
+// results on every path this CPU runs, with rows (D = 13) and a batch of gradients
+// (91 elements) that end in partial vectors, and NaN, -800 and +inf logits beside
+// ordinary ones in the same vectors. A NaN result is only required to be NaN on every
+// path: its sign comes from the order of an add's operands, which each ISA's code may
+// choose differently.
+TEST(VaeLoss, EveryCodePathGivesTheSameBits) {
+  Inputs in = make_inputs(7, 13, 3, false, false, 808);
+  in.logits[1] = std::nan(""), in.logits[9] = -800.0, in.logits[20] = INFINITY;
+  in.logits[40] = -709.5, in.logits[41] = 707.9;
+  const k::CpuIsa saved = k::cpu_isa();
+  std::vector<Out<float>> outs;
+  std::vector<Out<double>> outs_d;
+  for (k::CpuIsa isa : {k::CpuIsa::Generic, k::CpuIsa::Avx2, k::CpuIsa::Avx512}) {
+    if (!k::cpu_isa_supported(isa)) continue;
+    k::set_cpu_isa(isa);
+    outs.push_back(run<float>(in, 1.5));
+    outs_d.push_back(run<double>(in, 1.5));
+  }
+  k::set_cpu_isa(saved);
+  ASSERT_GE(outs.size(), 1u);
+  auto same = [](const auto& u, const auto& v) {
+    if (u.size() != v.size()) return false;
+    for (size_t i = 0; i < u.size(); ++i)
+      if (std::isnan(u[i]) ? !std::isnan(v[i]) : std::memcmp(&u[i], &v[i], sizeof(u[i])) != 0)
+        return false;
+    return true;
+  };
+  for (size_t p = 1; p < outs.size(); ++p) {
+    SCOPED_TRACE(::testing::Message() << "path " << p << " against the generic one");
+    EXPECT_TRUE(same(outs[p].row_elbo, outs[0].row_elbo));
+    EXPECT_TRUE(same(outs[p].dlogits, outs[0].dlogits));
+    EXPECT_TRUE(same(outs_d[p].row_elbo, outs_d[0].row_elbo));
+    EXPECT_TRUE(same(outs_d[p].dlogits, outs_d[0].dlogits));
+  }
+  EXPECT_TRUE(std::isnan(outs[0].dlogits[1]));  // the NaN logit's own gradient
+  EXPECT_TRUE(std::isfinite(outs[0].dlogits[9]) && std::isfinite(outs[0].dlogits[2]));
 }

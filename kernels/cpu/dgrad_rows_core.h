@@ -112,7 +112,8 @@ void tile(const DgradRowsPlan& pl, const float* dyp, const float* wp, const floa
 // A remainder tile this narrow goes two rows at once: alone its few accumulators wait on
 // the FMA latency (the even column's two FMAs a (k, u) depend on each other: 8 cycles,
 // against 3 for a 2-column tile's 6 FMAs on AVX2's two pipes); two rows share the weight
-// loads and double the chains. Wider ones would need more registers than the ISA has.
+// loads and double the chains. AVX2: up to 2 columns (3 would need 17 ymm of 16);
+// AVX-512: up to 3 (the CVAE's rows leave no rest there; wider pairs untried).
 constexpr int kPairedRest = MP == 7 ? 3 : 2;
 
 // Rows [m, m + R)'s last tile: `rest` (< MP) columns from q0.

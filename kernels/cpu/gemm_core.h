@@ -121,7 +121,8 @@ inline void run_inside(int w0, int wstep, int len, int W, int* lo, int* hi) {
 
 // dst[i] = src[i], i < n <= N, as copies of constant size, which the compiler inlines as
 // vector moves: a whole panel row, or vectors with the last one ending at n (overlapping
-// the one before). A memcpy call per row was ~230,000 calls a batch-100 step (memcpy
+// the one before); a row shorter than a vector (only in a panel at the matrix's edge)
+// still calls memcpy. A memcpy call per row was ~230,000 calls a batch-100 step (memcpy
 // alone 1.6% of it, and a vzeroupper before each call).
 template <int N, typename T>
 inline void copy_panel_row(T* dst, const T* src, int n) {

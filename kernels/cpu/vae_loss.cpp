@@ -20,7 +20,8 @@ namespace {
 constexpr int64_t kParallelMin = int64_t{1} << 15;
 constexpr int64_t kBlock = 256;  // CE terms computed at once (a stack buffer), then summed
 
-// The per-element passes of the path in use (vae_loss_isa.h): the same bits on every path.
+// The per-element passes of the path in use (vae_loss_isa.h): the same bits on every path
+// (VaeLoss.EveryCodePathGivesTheSameBits; a NaN result may differ in sign).
 template <typename T>
 void ce_terms(const T* logits, const T* x, int64_t n, double* out) {
 #if defined(__x86_64__)

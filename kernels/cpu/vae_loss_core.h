@@ -3,14 +3,17 @@
 // doubles at a time, compiled once per ISA. A vae_loss_<isa>.cpp defines CVAE_LOSS_NS
 // and, in it, the vector width, then includes this file; nothing else may include it.
 //
-// Why: in double, glibc's scalar exp and log1p (and their call overhead) were ~4% of a
-// batch-100 training step. Here exp(-|l|) and log1p of it are evaluated in double with
-// the vector width's lanes at once, by the same arithmetic on every ISA: plain IEEE
-// multiplies, adds and divides, no FMA (these files build with -ffp-contract=off), so
-// each lane's bits do not depend on the path. Their error is an ulp or two of double,
-// where glibc's is under one: both round to the same float but in about one case in
-// 10^8. Lanes outside what the vector code covers (x < -708, where exp leaves the normal
-// range, and NaN) take std::exp / std::log1p.
+// Why: in double, glibc's scalar exp and log1p (and the loss around them) were 3.7% of
+// a batch-100 training step's thread time. Here exp(-|l|) and log1p of it are evaluated
+// in double with the vector width's lanes at once, by the same arithmetic on every ISA:
+// plain IEEE multiplies, adds and divides, no FMA (built with -ffp-contract=off). Every
+// element goes through the same code on every path, whatever the vector width: a short
+// tail in a vector padded with zeros, and a lane outside what the vector code covers
+// (x < -708, where exp leaves the normal range, and NaN) computed on 0 and then
+// overwritten by std::exp / std::log1p: each element's bits depend on its inputs alone
+// (a NaN's sign aside: it follows the operand order each ISA's code gives an add).
+// The vector functions' error is an ulp or two of double, where glibc's is under one:
+// both round to the same float but in about one case in 10^8.
 #include <cmath>
 #include <cstdint>
 
@@ -70,26 +73,19 @@ inline DV log1p_v(DV e) {
   return log_u + (e - (u - 1.0)) / u;
 }
 
-// Whether a lane of x lies where exp_v does not go (those take the scalar forms).
-inline bool any_outside(DV x) {
-  const IV out = (x < kExpMin) | (x != x);
-  bool any = false;
-  for (int i = 0; i < L; ++i) any |= out[i] != 0;
-  return any;
-}
-
+// Lanes [0, n) of p as doubles (n <= L), zeros after: 0 is inside what the vector code covers.
 template <typename T>
-inline DV load_d(const T* p) {
+inline DV load_d(const T* p, int n) {
   if constexpr (sizeof(T) == sizeof(double)) {
-    return load<DV>(p);
+    return n == L ? load<DV>(p) : load_part<DV>(p, n);
   } else {
-    return __builtin_convertvector(load<FV>(p), DV);
+    return __builtin_convertvector(n == L ? load<FV>(p) : load_part<FV>(p, n), DV);
   }
 }
 
 inline DV abs_v(DV x) { return (DV)((IV)x & INT64_MAX); }
 
-// The scalar forms (vae_loss.cpp had them): the lanes the vector code leaves, and the tails.
+// The scalar forms, for the lanes outside.
 inline double ce_scalar(double l, double t) {
   return (l > 0.0 ? l : 0.0) - l * t + std::log1p(std::exp(-std::fabs(l)));
 }
@@ -99,40 +95,41 @@ inline double sigmoid_scalar(double l) {
   return l >= 0.0 ? r : e * r;
 }
 
+// x = -|l| of a vector of logits, and which lanes lie outside (there: x = 0, computed and
+// then overwritten).
+inline DV safe_neg_abs(DV l, IV* outside) {
+  const DV x = -abs_v(l);
+  *outside = (x < kExpMin) | (x != x);
+  return *outside ? DV{} : x;
+}
+
 template <typename T>
 void ce_terms_t(const T* logits, const T* x, int64_t n, double* out) {
-  int64_t j = 0;
-  for (; j + L <= n; j += L) {
-    const DV l = load_d(logits + j), t = load_d(x + j);
-    const DV a = -abs_v(l);
-    if (any_outside(a)) {
-      for (int i = 0; i < L; ++i) out[j + i] = ce_scalar(l[i], t[i]);
-      continue;
-    }
+  for (int64_t j = 0; j < n; j += L) {
+    const int len = n - j < L ? int(n - j) : L;
+    const DV l = load_d(logits + j, len), t = load_d(x + j, len);
+    IV outside;
+    const DV a = safe_neg_abs(l, &outside);
     const DV ce = (l > 0.0 ? l : DV{}) - l * t + log1p_v(exp_v(a));
-    store(out + j, ce);
+    if (len == L) store(out + j, ce);
+    else store_part(out + j, ce, len);
+    for (int i = 0; i < len; ++i)
+      if (outside[i]) out[j + i] = ce_scalar(l[i], t[i]);
   }
-  for (; j < n; ++j) out[j] = ce_scalar(double(logits[j]), double(x[j]));
 }
 
 template <typename T>
 void sigmoid_grads_t(const T* logits, const T* x, int64_t n, double c, T* out) {
-  int64_t j = 0;
-  for (; j + L <= n; j += L) {
-    const DV l = load_d(logits + j), t = load_d(x + j);
-    const DV a = -abs_v(l);
-    DV sig;
-    if (any_outside(a)) {
-      for (int i = 0; i < L; ++i) sig[i] = sigmoid_scalar(l[i]);
-    } else {
-      const DV e = exp_v(a);
-      const DV r = 1.0 / (1.0 + e);
-      sig = l >= 0.0 ? r : e * r;
-    }
-    const DV g = c * (sig - t);
-    for (int i = 0; i < L; ++i) out[j + i] = static_cast<T>(g[i]);
+  for (int64_t j = 0; j < n; j += L) {
+    const int len = n - j < L ? int(n - j) : L;
+    const DV l = load_d(logits + j, len), t = load_d(x + j, len);
+    IV outside;
+    const DV e = exp_v(safe_neg_abs(l, &outside));
+    const DV r = 1.0 / (1.0 + e);
+    const DV g = c * ((l >= 0.0 ? r : e * r) - t);
+    for (int i = 0; i < len; ++i)
+      out[j + i] = static_cast<T>(outside[i] ? c * (sigmoid_scalar(l[i]) - t[i]) : g[i]);
   }
-  for (; j < n; ++j) out[j] = static_cast<T>(c * (sigmoid_scalar(double(logits[j])) - double(x[j])));
 }
 
 }  // namespace
