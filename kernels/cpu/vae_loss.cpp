@@ -20,25 +20,23 @@ namespace {
 constexpr int64_t kParallelMin = int64_t{1} << 15;
 constexpr int64_t kBlock = 256;  // CE terms computed at once (a stack buffer), then summed
 
-// The per-element passes of the path in use (vae_loss_isa.h): the same bits on every path
-// (VaeLoss.EveryCodePathGivesTheSameBits; a NaN result may differ in sign).
+// The per-element passes of the path in use (vae_loss_isa.h), as conv_thin.cpp picks its
+// kernels: the same bits on every path (VaeLoss.EveryCodePathGivesTheSameBits; a NaN
+// result may differ in sign).
 template <typename T>
-void ce_terms(const T* logits, const T* x, int64_t n, double* out) {
-#if defined(__x86_64__)
-  const CpuIsa isa = cpu_isa();
-  if (isa == CpuIsa::Avx512) return avx512::ce_terms(logits, x, n, out);
-  if (isa == CpuIsa::Avx2) return avx2::ce_terms(logits, x, n, out);
-#endif
-  generic::ce_terms(logits, x, n, out);
-}
+struct Passes {
+  void (*ce_terms)(const T* logits, const T* x, int64_t n, double* out);
+  void (*sigmoid_grads)(const T* logits, const T* x, int64_t n, double c, T* out);
+};
+
 template <typename T>
-void sigmoid_grads(const T* logits, const T* x, int64_t n, double c, T* out) {
-#if defined(__x86_64__)
-  const CpuIsa isa = cpu_isa();
-  if (isa == CpuIsa::Avx512) return avx512::sigmoid_grads(logits, x, n, c, out);
-  if (isa == CpuIsa::Avx2) return avx2::sigmoid_grads(logits, x, n, c, out);
-#endif
-  generic::sigmoid_grads(logits, x, n, c, out);
+Passes<T> passes() {
+  switch (cpu_isa()) {
+    case CpuIsa::Avx512: return {avx512::ce_terms, avx512::sigmoid_grads};
+    case CpuIsa::Avx2: return {avx2::ce_terms, avx2::sigmoid_grads};
+    case CpuIsa::Generic: break;
+  }
+  return {generic::ce_terms, generic::sigmoid_grads};
 }
 
 }  // namespace
@@ -50,6 +48,7 @@ template <typename T>
 void vae_loss_fwd(const VaeLossShape& s, const T* logits, const T* x, const T* z, const T* mean,
                   const T* logvar, T* loss, T* row_elbo) {
   const int N = s.N, D = s.D, L = s.L;
+  const auto ce_terms = passes<T>().ce_terms;
 #pragma omp parallel for schedule(static) if (parallel_worth(static_cast<int64_t>(N) * (D + L), kParallelMin))
   for (int i = 0; i < N; ++i) {
     const int64_t rx = static_cast<int64_t>(i) * D;
@@ -93,6 +92,7 @@ void vae_loss_bwd(const VaeLossShape& s, const T* logits, const T* x, const T* z
   const int64_t nx = static_cast<int64_t>(N) * s.D;
   const int64_t nz = static_cast<int64_t>(N) * s.L;
   if (dlogits) {
+    const auto sigmoid_grads = passes<T>().sigmoid_grads;
     const int64_t blocks = (nx + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (parallel_worth(nx, kParallelMin))
     for (int64_t b = 0; b < blocks; ++b) {
